@@ -1,0 +1,1 @@
+"""Loading, statistics and plots of hopbench run directories (never imports a Kubernetes client)."""

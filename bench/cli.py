@@ -1,0 +1,164 @@
+"""The `hopbench` command line: a thin layer over plain functions nox and notebooks also call.
+
+User errors print one line and exit non-zero; nothing here holds logic of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bench.errors import HopbenchError, UserError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Measure every hop from pod Ready to the first request it serves.")
+cluster_app = typer.Typer(no_args_is_help=True, help="The embedded local cluster.")
+app.add_typer(cluster_app, name="cluster")
+console = Console(stderr=True)
+out = Console()
+
+
+def say(msg: str) -> None:
+    console.print(msg, highlight=False)
+
+
+def build_progress() -> tuple[Progress, object]:
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("packages"), TimeElapsedColumn(),
+                        console=console)
+    tasks: dict[str, int] = {}
+
+    def cb(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(f"go build {stage}", total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return progress, cb
+
+
+@app.command()
+def build(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False) -> None:
+    """Build the pinned Kubernetes, agnhost and etcd binaries into the cache."""
+    from bench import build as b
+
+    progress, cb = build_progress()
+    with progress:
+        tools = b.build(cb, force=force)  # type: ignore[arg-type]
+    out.print(json.dumps(tools.as_dict(), indent=2))
+
+
+@app.command()
+def doctor(fix: Annotated[bool, typer.Option(help="apt-get install what is missing.")] = False
+           ) -> None:
+    """Check the host's prerequisites for the local cluster."""
+    from bench import doctor as d
+
+    if fix:
+        installed = d.fix()
+        say("installed: " + (", ".join(installed) if installed else "nothing needed"))
+    table = Table("check", "result", "detail")
+    failed = 0
+    for c in d.checks():
+        mark = "[green]pass" if c.ok else ("[red]FAIL" if c.required else "[yellow]absent")
+        failed += (not c.ok) and c.required
+        table.add_row(c.name, mark, c.detail)
+    out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@cluster_app.command("up")
+def cluster_up(
+    name: Annotated[str, typer.Option(help="Cluster name.")] = "hopbench",
+    nodes: Annotated[int, typer.Option(help="Number of nodes.")] = 2,
+    proxy_mode: Annotated[str, typer.Option(help="iptables, nftables or ipvs.")] = "iptables",
+    component_arg: Annotated[Optional[list[str]], typer.Option(
+        help="COMPONENT:--flag=value, repeatable.")] = None,
+) -> None:
+    """Create a local cluster: control plane plus N node namespaces."""
+    from bench.build import build as do_build, toolset
+    from bench.local import cluster
+    from bench.local.spec import ClusterSpec, parse_component_args
+
+    spec = ClusterSpec(name=name, nodes=nodes, proxy_mode=proxy_mode,
+                       component_args=parse_component_args(component_arg or []))
+    cluster.validate_new(spec)
+    tools = toolset()
+    if tools is None:
+        progress, cb = build_progress()
+        with progress:
+            tools = do_build(cb)  # type: ignore[arg-type]
+    spec = cluster.up(spec, say=say, tools=tools)
+    out.print(str(spec.kubeconfig))
+
+
+@cluster_app.command("down")
+def cluster_down(name: Annotated[str, typer.Option(help="Cluster name.")] = "hopbench") -> None:
+    """Remove a local cluster and everything it created (idempotent)."""
+    from bench.local import cluster
+
+    counts = cluster.down(name, say=say)
+    say(f"cluster {name!r} removed: {counts}")
+
+
+@cluster_app.command("status")
+def cluster_status(name: Annotated[Optional[str], typer.Argument()] = None) -> None:
+    """List local clusters and whether their daemons are alive."""
+    from bench.local import cluster
+
+    rows = cluster.status(name)
+    table = Table("name", "nodes", "proxy mode", "status", "kubeconfig")
+    for r in rows:
+        st = str(r["status"]) + (f" (dead: {', '.join(r['dead'])})" if r["dead"] else "")  # type: ignore[arg-type]
+        table.add_row(str(r["name"]), str(r["nodes"]), str(r["proxy_mode"]), st,
+                      str(r["kubeconfig"]))
+    out.print(table if rows else "no local clusters")
+
+
+@cluster_app.command("kubeconfig")
+def cluster_kubeconfig(name: Annotated[str, typer.Argument()] = "hopbench") -> None:
+    """Print the path of a cluster's admin kubeconfig."""
+    from bench.local.spec import ClusterSpec
+
+    out.print(str(ClusterSpec.load(name).kubeconfig))
+
+
+@cluster_app.command("exec", context_settings={"allow_extra_args": True,
+                                               "ignore_unknown_options": True})
+def cluster_exec(ctx: typer.Context, name: str, node: str) -> None:
+    """Run a command in a node's network namespace: cluster exec NAME NODE -- CMD..."""
+    from bench.local import cluster
+
+    if not ctx.args:
+        raise UserError("give a command after --, e.g. cluster exec hopbench n1 -- ip a")
+    raise typer.Exit(cluster.exec_in(name, node, list(ctx.args)))
+
+
+@cluster_app.command("set-proxy-mode")
+def cluster_set_proxy_mode(name: str, mode: str) -> None:
+    """Switch kube-proxy on every node of a live cluster and wait for its first sync."""
+    from bench.local import cluster
+
+    cluster.set_proxy_mode(name, mode, say=say)
+
+
+def main() -> None:
+    try:
+        app()
+    except HopbenchError as exc:
+        code = getattr(exc, "exit_code", 1)
+        console.print(f"[red]hopbench: error:[/red] {exc}", highlight=False)
+        sys.exit(code)
+    except KeyboardInterrupt:
+        console.print("hopbench: interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

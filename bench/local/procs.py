@@ -1,0 +1,94 @@
+"""Start long-running daemons inside a namespace, and stop exactly the ones we started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.local.netns import ns_path
+
+
+def start(argv: list[str], log: Path, netns: str | None = None,
+          env: dict[str, str] | None = None) -> int:
+    """Start a detached daemon (own session) with only its network namespace switched."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = (["nsenter", f"--net={ns_path(netns)}", "--"] if netns else []) + argv
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, **(env or {})}, close_fds=True)
+    return proc.pid
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().split(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def with_descendants(pids: list[int]) -> list[int]:
+    kids = children_map()
+    seen: list[int] = []
+    stack = list(pids)
+    while stack:
+        pid = stack.pop()
+        if pid in seen or pid == os.getpid():
+            continue
+        seen.append(pid)
+        stack.extend(kids.get(pid, []))
+    return seen
+
+
+def stop(pids: list[int], grace: float = 5.0) -> None:
+    """SIGTERM, wait up to `grace`, then SIGKILL whatever is left; reap if ours."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        targets = [p for p in pids if alive(p)]
+        for pid in targets:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 5.0)
+        while time.monotonic() < deadline:
+            for pid in targets:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+            if not any(alive(p) for p in targets):
+                break
+            time.sleep(0.05)
+        if not any(alive(p) for p in pids):
+            return

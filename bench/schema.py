@@ -1,0 +1,131 @@
+"""The results schema: event names, hop declarations and table columns, versioned.
+
+This module is the contract between the sources (which record events), the timeline
+assembly (which turns events into hops) and `analysis` (which reads the files). It is
+pure data: no Kubernetes client, no I/O, so `analysis` may import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypedDict
+
+SCHEMA_VERSION = 1
+
+Direction = Literal["add", "remove"]
+CLUSTER = ""  # node value of cluster-level events (API watch, harness)
+ALL_NODES = "*"  # node value of the "all nodes converged" hops
+
+
+class Ev:
+    """Event names. Add chain T0..T5, removal chain R0..R5 (DESIGN.md §1)."""
+
+    TRIGGER = "trigger"                # T0/R0 harness acted (scale, delete, kill, flip)
+    POD_READY = "pod_ready"            # T1 pod Ready=True seen on the watch
+    SLICE_READY = "slice_ready"        # T2 EndpointSlice lists the pod IP ready
+    PROXY_SYNC = "proxy_sync"          # T3[n]/R3[n] kube-proxy sync that covers the change
+    RULE_PRESENT = "rule_present"      # T4[n] node's dataplane holds the pod IP
+    FIRST_SUCCESS = "first_success"    # T5[n] first answer from the new pod on node n
+    POD_UNREADY = "pod_unready"        # R1 pod Ready=False or deletionTimestamp set
+    SLICE_UNREADY = "slice_unready"    # R2 slice drops the IP or marks it not ready
+    RULE_ABSENT = "rule_absent"        # R4[n] the pod IP left the node's rules
+    LAST_SUCCESS = "last_success"      # R5[n] last answer served by the removed pod
+    FAIL_FIRST = "fail_first"          # first failed request in the transition window
+    FAIL_LAST = "fail_last"            # last failed request (value = failure count)
+    # cross-checks, never the measurement
+    READY_LTT = "pod_ready_ltt"        # condition lastTransitionTime (1 s resolution)
+    SLICE_TRIGGER = "slice_trigger"    # endpoints.kubernetes.io/last-change-trigger-time
+    AUDIT_STATUS = "audit_pod_status"  # audit log stageTimestamp of the pods/status write
+    AUDIT_SLICE = "audit_slice_write"  # audit log stageTimestamp of the slice write
+    CENSOR = "censor"                  # a trial ended without some event (detail = reason)
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One latency, declared as data: from one event to another, per node or not."""
+
+    name: str
+    direction: Direction
+    start: str
+    end: str
+    per_node: bool  # end event is per node (start may be cluster-level)
+    label: str      # what a reader sees on a plot
+
+
+HOPS: tuple[Hop, ...] = (
+    Hop("trigger_to_ready", "add", Ev.TRIGGER, Ev.POD_READY, False, "kubelet: trigger → Ready"),
+    Hop("ready_to_slice", "add", Ev.POD_READY, Ev.SLICE_READY, False,
+        "EndpointSlice controller: Ready → slice"),
+    Hop("slice_to_sync", "add", Ev.SLICE_READY, Ev.PROXY_SYNC, True,
+        "kube-proxy: slice → sync done"),
+    Hop("sync_to_rule", "add", Ev.PROXY_SYNC, Ev.RULE_PRESENT, True,
+        "dataplane: sync → rule present"),
+    Hop("rule_to_traffic", "add", Ev.RULE_PRESENT, Ev.FIRST_SUCCESS, True,
+        "prober: rule → first answer"),
+    Hop("ready_to_traffic", "add", Ev.POD_READY, Ev.FIRST_SUCCESS, True,
+        "end to end: Ready → first answer"),
+    Hop("trigger_to_unready", "remove", Ev.TRIGGER, Ev.POD_UNREADY, False,
+        "trigger → pod unready"),
+    Hop("unready_to_slice", "remove", Ev.POD_UNREADY, Ev.SLICE_UNREADY, False,
+        "EndpointSlice controller: unready → slice"),
+    Hop("slice_to_sync", "remove", Ev.SLICE_UNREADY, Ev.PROXY_SYNC, True,
+        "kube-proxy: slice → sync done"),
+    Hop("sync_to_rule", "remove", Ev.PROXY_SYNC, Ev.RULE_ABSENT, True,
+        "dataplane: sync → rule gone"),
+    Hop("unready_to_rule_gone", "remove", Ev.POD_UNREADY, Ev.RULE_ABSENT, True,
+        "end to end: unready → rule gone"),
+    Hop("unready_to_last", "remove", Ev.POD_UNREADY, Ev.LAST_SUCCESS, True,
+        "unready → last answer from the pod"),
+    Hop("blackhole", "remove", Ev.FAIL_FIRST, Ev.FAIL_LAST, True,
+        "black-hole window: first → last failed request"),
+)
+
+END_TO_END = {"add": "ready_to_traffic", "remove": "unready_to_rule_gone"}
+
+
+class EventRow(TypedDict):
+    """One raw observation. Sources produce these and nothing else."""
+
+    run_id: str
+    trial: int          # -1 for run-level events
+    service: str
+    scenario: str
+    proxy_mode: str
+    direction: str      # "add" | "remove" | "" for run-level
+    node: str           # CLUSTER for cluster-level events
+    event: str
+    t_ns: int           # on `clock`
+    clock: str          # "harness" | "node:<name>"
+    offset_ns: int      # add to t_ns to get the harness clock
+    uncertainty_ns: int  # of the offset
+    resolution_ns: int  # how coarse t_ns can be
+    source: str         # "harness" | "api-watch" | "audit" | "agent-rules" | ...
+    pod: str
+    pod_ip: str
+    value: float        # e.g. failure count on FAIL_LAST; NaN otherwise
+    detail: str         # JSON text, free-form
+
+
+class HopRow(TypedDict):
+    """One derived latency: trial x node x hop."""
+
+    run_id: str
+    trial: int
+    service: str
+    scenario: str
+    proxy_mode: str
+    direction: str
+    node: str           # ALL_NODES for the max-over-nodes row
+    hop: str
+    start_event: str
+    end_event: str
+    latency_ms: float   # signed; NaN when censored
+    censored: bool
+    censor_reason: str
+    flag: str           # "" | "negative" | ... never clamped
+    resolution_ms: float
+    value: float        # e.g. failure count for the black-hole hop; NaN otherwise
+
+
+EVENT_COLUMNS = list(EventRow.__annotations__)
+HOP_COLUMNS = list(HopRow.__annotations__)
