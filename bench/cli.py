@@ -113,10 +113,11 @@ def cluster_status(name: Annotated[Optional[str], typer.Argument()] = None) -> N
     from bench.local import cluster
 
     rows = cluster.status(name)
-    table = Table("name", "nodes", "proxy mode", "status", "kubeconfig")
+    table = Table("name", "nodes", "proxy mode", "status", "RSS per node (MiB)", "kubeconfig")
     for r in rows:
         st = str(r["status"]) + (f" (dead: {', '.join(r['dead'])})" if r["dead"] else "")  # type: ignore[arg-type]
-        table.add_row(str(r["name"]), str(r["nodes"]), str(r["proxy_mode"]), st,
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in r["node_rss_mib"].items())  # type: ignore[union-attr]
+        table.add_row(str(r["name"]), str(r["nodes"]), str(r["proxy_mode"]), st, rss,
                       str(r["kubeconfig"]))
     out.print(table if rows else "no local clusters")
 

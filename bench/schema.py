@@ -8,7 +8,7 @@ pure data: no Kubernetes client, no I/O, so `analysis` may import it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Literal, TypedDict, get_type_hints
 
 SCHEMA_VERSION = 1
 
@@ -38,6 +38,7 @@ class Ev:
     AUDIT_STATUS = "audit_pod_status"  # audit log stageTimestamp of the pods/status write
     AUDIT_SLICE = "audit_slice_write"  # audit log stageTimestamp of the slice write
     CENSOR = "censor"                  # a trial ended without some event (detail = reason)
+    TRIAL_END = "trial_end"            # harness closed the trial: all its events are recorded
 
 
 @dataclass(frozen=True)
@@ -129,3 +130,14 @@ class HopRow(TypedDict):
 
 EVENT_COLUMNS = list(EventRow.__annotations__)
 HOP_COLUMNS = list(HopRow.__annotations__)
+
+# pandas dtypes of the two tables, derived from the row types so they cannot drift
+_PANDAS_DTYPE = {int: "int64", float: "float64", bool: "bool", str: "str"}
+
+
+def _dtypes(row: type) -> dict[str, str]:
+    return {name: _PANDAS_DTYPE[kind] for name, kind in get_type_hints(row).items()}
+
+
+EVENT_DTYPES = _dtypes(EventRow)
+HOP_DTYPES = _dtypes(HopRow)

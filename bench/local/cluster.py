@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -63,7 +64,10 @@ def is_running(name: str) -> bool:
     if not path.exists():
         return False
     state = _read_state(ClusterSpec.load(name))
-    return any(procs.alive(p) for p in state.get("pids", {}).values())
+    if state.get("status") == "starting":  # an `up` in progress, unless its owner died
+        return procs.alive(int(state.get("owner_pid", 0)))
+    pids = state.get("pids", {}).values()
+    return state.get("status") == "up" and bool(pids) and all(procs.alive(p) for p in pids)
 
 
 def _state_path(spec: ClusterSpec) -> Path:
@@ -182,26 +186,42 @@ def import_images(spec: ClusterSpec, node: str, archives: dict[str, Path]) -> No
 
 def api_client(spec: ClusterSpec, timeout: float = 5.0) -> httpx.Client:
     p = spec.pki
+    ctx = ssl.create_default_context(cafile=str(p / "ca.crt"))
+    ctx.load_cert_chain(str(p / "admin.crt"), str(p / "admin.key"))
     return httpx.Client(base_url=f"https://127.0.0.1:{spec.api_port}", timeout=timeout,
-                        verify=str(p / "ca.crt"), cert=(str(p / "admin.crt"),
-                                                        str(p / "admin.key")))
+                        verify=ctx)
 
 
 def wait_for(what: str, probe: Callable[[], bool], timeout: float, log_hint: str) -> None:
     deadline = time.monotonic() + timeout
+    last = ""
     while time.monotonic() < deadline:
         try:
             if probe():
                 return
-        except (OSError, httpx.HTTPError, ValueError, KeyError):
-            pass
+        except (OSError, httpx.HTTPError, ValueError, KeyError) as exc:
+            last = f"; last error: {type(exc).__name__}: {exc}"
         time.sleep(0.1)
-    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what} (see {log_hint})")
+    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what} (see {log_hint}){last}")
+
+
+def last_proxy_sync(spec: ClusterSpec, node: str) -> float:
+    """kube-proxy's own last successful sync (unix seconds; 0 before the first one).
+
+    /healthz is no use here: it answers 200 before the first sync when nothing is pending.
+    """
+    status, body = nshttp.get(spec.node_ns(node), "127.0.0.1", 10249, "/metrics")
+    if status != 200:
+        return 0.0
+    name = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
+    for line in body.splitlines():  # unlabeled, or {ip_family="IPv4"} in dual-stack mode
+        if line.startswith(name + " ") or line.startswith(name + '{ip_family="IPv4"}'):
+            return float(line.rsplit(None, 1)[1])
+    return 0.0
 
 
 def proxy_synced(spec: ClusterSpec, node: str) -> bool:
-    status, _ = nshttp.get(spec.node_ns(node), "127.0.0.1", 10256, "/healthz")
-    return status == 200
+    return last_proxy_sync(spec, node) > 0
 
 
 # --- lifecycle ---------------------------------------------------------------------
@@ -244,8 +264,9 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
         (spec.run_dir / node).mkdir(parents=True, exist_ok=True)
     (spec.state_dir / "spec.json").write_text(spec.to_json())
     (spec.state_dir / "resolv.conf").write_text("# hopbench: no cluster DNS\n")
-    _write_state(spec, status="starting", toolset=tools.as_dict(), pids={},
+    _write_state(spec, status="starting", owner_pid=os.getpid(), toolset=tools.as_dict(), pids={},
                  proxy_mode=spec.proxy_mode)
+    teardown.claim_shared_dirs()
     make_pki(spec)
     make_network(spec)
     make_cgroups(spec)
@@ -339,10 +360,31 @@ def status(name: str | None = None) -> list[dict[str, object]]:
         pids = state.get("pids", {})
         dead = sorted(k for k, p in pids.items() if not procs.alive(p))
         rows.append({"name": n, "nodes": spec.nodes, "proxy_mode": state.get("proxy_mode"),
+                     "node_rss_mib": node_memory_mib(spec),
                      "status": state.get("status") if not dead else "degraded",
                      "dead": dead, "kubeconfig": str(spec.kubeconfig),
                      "api": f"https://127.0.0.1:{spec.api_port}"})
     return rows
+
+
+def node_memory_mib(spec: ClusterSpec) -> dict[str, float]:
+    """Resident memory of everything running in each node's namespace (daemons + pods)."""
+    out: dict[str, float] = {}
+    for node in spec.node_names():
+        ns = spec.node_ns(node)
+        ino = netns.inode(netns.ns_path(ns))
+        pods = teardown.pod_netns(ns) if ino else []
+        inodes = {i for i in [ino, *(netns.inode(netns.ns_path(p)) for p in pods)] if i}
+        total = 0
+        for pid in procs.with_descendants(netns.pids_in(inodes)):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                continue
+        out[node] = round(total / 1024, 1)
+    return out
 
 
 def exec_in(name: str, node: str, cmd: list[str]) -> int:

@@ -12,6 +12,9 @@ from pathlib import Path
 from bench.local.netns import ns_path
 
 
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # keeps daemons we started reapable
+
+
 def start(argv: list[str], log: Path, netns: str | None = None,
           env: dict[str, str] | None = None) -> int:
     """Start a detached daemon (own session) with only its network namespace switched."""
@@ -21,6 +24,7 @@ def start(argv: list[str], log: Path, netns: str | None = None,
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 env={**os.environ, **(env or {})}, close_fds=True)
+    _CHILDREN[proc.pid] = proc
     return proc.pid
 
 
@@ -83,6 +87,10 @@ def stop(pids: list[int], grace: float = 5.0) -> None:
         deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 5.0)
         while time.monotonic() < deadline:
             for pid in targets:
+                if pid in _CHILDREN:
+                    if _CHILDREN[pid].poll() is not None:
+                        del _CHILDREN[pid]
+                    continue
                 try:
                     os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
@@ -91,4 +99,8 @@ def stop(pids: list[int], grace: float = 5.0) -> None:
                 break
             time.sleep(0.05)
         if not any(alive(p) for p in pids):
-            return
+            break
+    for pid in pids:  # reap our own children so no zombie or Popen warning is left
+        child = _CHILDREN.get(pid)
+        if child is not None and child.poll() is not None:
+            del _CHILDREN[pid]

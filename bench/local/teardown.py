@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench.local import netns, procs
 from bench.local.spec import ClusterSpec
+from bench.paths import state_root
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -95,6 +96,28 @@ def remove_container_log_links(spec: ClusterSpec) -> None:
             link.unlink(missing_ok=True)
 
 
+KUBELET_SHARED = Path("/var/lib/kubelet")  # kubelet hardcodes device-plugins/ here
+
+
+def _marker() -> Path:
+    return state_root() / ".created-var-lib-kubelet"
+
+
+def claim_shared_dirs() -> None:
+    """Remember if we are the ones creating /var/lib/kubelet, so `down` can remove it."""
+    state_root().mkdir(parents=True, exist_ok=True)
+    if not KUBELET_SHARED.exists():
+        _marker().touch()
+
+
+def release_shared_dirs() -> None:
+    others = [p for p in state_root().iterdir() if (p / "spec.json").exists()] if \
+        state_root().exists() else []
+    if _marker().exists() and not others:
+        shutil.rmtree(KUBELET_SHARED, ignore_errors=True)
+        _marker().unlink(missing_ok=True)
+
+
 def teardown(spec: ClusterSpec) -> dict[str, int]:
     """Remove everything of this cluster; returns counts of what was removed."""
     spaces = cluster_netns(spec)
@@ -111,6 +134,7 @@ def teardown(spec: ClusterSpec) -> dict[str, int]:
     remove_container_log_links(spec)
     for d in (spec.run_dir, spec.state_dir):
         shutil.rmtree(d, ignore_errors=True)
+    release_shared_dirs()
     return {"processes": len(pids), "namespaces": len(spaces) + len(pods),
             "mounts": len(mounts)}
 

@@ -1,0 +1,94 @@
+"""Latency distribution per hop, as a table for the CLI (`show`, end of a run).
+
+A quick and honest look at a run without the notebooks. One line per proxy_mode x
+scenario x direction x hop x scope, where scope is (same names as analysis.frame)
+- "cluster":   a cluster-level hop (one sample per trial, node == CLUSTER);
+- "node":      a per-node hop pooled over every node row (one sample per trial and node);
+- "all-nodes": the same hop's ALL_NODES rows, "all nodes converged" = max over nodes
+  (one sample per trial), on its own line right under the "node" line.
+Quantiles are nearest-rank (numpy "inverted_cdf"), so every number is a measured sample.
+Censored samples are not dropped, which would bias the tail low: they count as +inf (as does
+a NaN latency not flagged censored: unknown, so not small), so a quantile that falls among
+them reads as inf ("censored" in `render`). Negative samples are kept and counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.table import Table
+
+from bench.schema import ALL_NODES, CLUSTER, HOP_DTYPES, HOPS
+from bench.timeline import coerce
+
+KEYS = ["proxy_mode", "scenario", "direction", "hop", "scope"]
+QUANTILES = {"p50_ms": 0.50, "p90_ms": 0.90, "p99_ms": 0.99}
+SUMMARY_DTYPES: dict[str, str] = {
+    **dict.fromkeys(KEYS, "str"),
+    "n": "int64", "censored": "int64", "negative": "int64",
+    **dict.fromkeys([*QUANTILES, "max_ms"], "float64"),
+}
+SCOPES = ("cluster", "node", "all-nodes")
+_HOP_ORDER: dict[tuple[str, str], int] = {(h.direction, h.name): i for i, h in enumerate(HOPS)}
+_LABEL: dict[tuple[str, str], str] = {(h.direction, h.name): h.label for h in HOPS}
+
+
+def summary_table(hops: pd.DataFrame) -> pd.DataFrame:
+    """Distribution of latency_ms per (proxy_mode, scenario, direction, hop, scope)."""
+    df = coerce(hops, HOP_DTYPES)
+    df["scope"] = np.select(
+        [df["node"] == CLUSTER, df["node"] == ALL_NODES], [SCOPES[0], SCOPES[2]], SCOPES[1]
+    )
+    lines = [_line(key, group) for key, group in df.groupby(KEYS, sort=False)]
+    lines.sort(key=_order)
+    return coerce(pd.DataFrame(lines, columns=list(SUMMARY_DTYPES)), SUMMARY_DTYPES)
+
+
+def _line(key: tuple[Any, ...], group: pd.DataFrame) -> dict[str, Any]:
+    known = ~group["censored"] & group["latency_ms"].notna()
+    samples = group["latency_ms"].where(known, math.inf).to_numpy(float)
+    stats = {name: float(np.quantile(samples, q, method="inverted_cdf"))
+             for name, q in QUANTILES.items()}
+    return {
+        **dict(zip(KEYS, key, strict=True)),
+        "n": len(group),
+        "censored": int(group["censored"].sum()),
+        "negative": int((group["flag"] == "negative").sum()),
+        **stats,
+        "max_ms": float(samples.max()),
+    }
+
+
+def _order(line: Mapping[str, Any]) -> tuple[Any, ...]:
+    hop = _HOP_ORDER.get((line["direction"], line["hop"]), len(_HOP_ORDER))
+    return (line["proxy_mode"], line["scenario"], line["direction"], hop, line["hop"],
+            SCOPES.index(line["scope"]))
+
+
+def render(df: pd.DataFrame, title: str = "latency per hop (ms)") -> Table:
+    """A rich table of `summary_table` output; inf shows as "censored", NaN as "-"."""
+    table = Table(title=title, caption="censored samples count as +inf; quantiles nearest-rank")
+    for name in ("mode", "scenario", "dir", "hop", "over"):
+        table.add_column(name)
+    for name in ("n", "cens", "neg", "p50", "p90", "p99", "max"):
+        table.add_column(name, justify="right")
+    for r in df.to_dict("records"):
+        hop = _LABEL.get((str(r["direction"]), str(r["hop"])), str(r["hop"]))
+        table.add_row(
+            str(r["proxy_mode"]), str(r["scenario"]), str(r["direction"]), hop, str(r["scope"]),
+            str(r["n"]), str(r["censored"]), str(r["negative"]),
+            *(_ms(float(r[c])) for c in (*QUANTILES, "max_ms")),
+        )
+    return table
+
+
+def _ms(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    if math.isinf(value):
+        return "[yellow]censored[/]" if value > 0 else "-inf"
+    return f"{value:,.2f}"

@@ -1,0 +1,52 @@
+"""nox sessions: the same plain functions the CLI calls, for CI and the README quickstart.
+
+`tests` (default) runs unit and integration tests; it needs root and installs what the
+local cluster needs. `bench` is the main job. Expensive sessions pass posargs through.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_venv = "yes"
+PY = "3.11"
+
+
+def _install(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+
+
+def _prepare_host(session: nox.Session) -> None:
+    """Debian packages and the cached Go build of upstream binaries."""
+    if os.geteuid() != 0:
+        session.error("the local cluster needs root: run nox as root")
+    session.run("hopbench", "doctor", "--fix")
+    session.run("hopbench", "build")
+
+
+@nox.session(python=PY)
+def unit(session: nox.Session) -> None:
+    """Pure unit tests: no root, no cluster."""
+    _install(session)
+    session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session(python=PY)
+def tests(session: nox.Session) -> None:
+    """Unit and integration tests; integration tests run on the real local cluster."""
+    _install(session)
+    _prepare_host(session)
+    session.run("pytest", "tests/unit", "tests/integration", *session.posargs)
+
+
+@nox.session(python=PY)
+def bench(session: nox.Session) -> None:
+    """The main job: local cluster (2 nodes), scale-up and delete, iptables and nftables."""
+    _install(session)
+    _prepare_host(session)
+    args = session.posargs or ["--trials", "100"]
+    session.run("hopbench", "run", "--nodes", "2", "--proxy-mode", "iptables,nftables",
+                "--scenario", "scale-up,delete", *args)
