@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -21,7 +22,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 cluster_app = typer.Typer(no_args_is_help=True, help="The embedded local cluster.")
 app.add_typer(cluster_app, name="cluster")
 console = Console(stderr=True)
-out = Console()
+out = stdout = Console()
 
 
 def say(msg: str) -> None:
@@ -71,6 +72,107 @@ def doctor(fix: Annotated[bool, typer.Option(help="apt-get install what is missi
     out.print(table)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    cluster: Annotated[Optional[str], typer.Option(
+        help="Local cluster to use (brought up if not running).")] = None,
+    kubeconfig: Annotated[Optional[str], typer.Option(help="Any cluster's kubeconfig.")] = None,
+    nodes: Annotated[int, typer.Option(help="Nodes, when a local cluster is created.")] = 2,
+    proxy_mode: Annotated[str, typer.Option(help="Modes to measure in turn, comma-separated.")
+                          ] = "iptables,nftables",
+    scenario: Annotated[str, typer.Option(help="scale-up,delete")] = "scale-up,delete",
+    trials: Annotated[int, typer.Option(help="Trial pairs (add + remove) per mode.")] = 100,
+    parallel: Annotated[int, typer.Option(help="Services measured in parallel.")] = 1,
+    spacing_ms: Annotated[float, typer.Option(help="Pause between trials.")] = 0.0,
+    trial_timeout: Annotated[float, typer.Option(help="Seconds before a trial is censored.")
+                             ] = 30.0,
+    probe_interval_ms: Annotated[float, typer.Option(help="Prober interval.")] = 5.0,
+    component_arg: Annotated[Optional[list[str]], typer.Option(
+        help="COMPONENT:--flag=value for a created local cluster.")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Run directory (default results/<ts>).")
+                   ] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Continue an interrupted run dir.")
+                      ] = None,
+    keep_cluster: Annotated[bool, typer.Option(help="Keep a cluster this run created.")] = False,
+) -> None:
+    """Measure every hop, per node, for each kube-proxy mode; write a run directory."""
+    from pathlib import Path
+
+    from bench import runner
+    from bench.local.spec import check_mode, parse_component_args
+    from bench.scenario import ScenarioConfig, parse_scenarios
+    from bench.summary import render, summary_table
+    from bench.results import load_hops
+
+    modes = tuple(check_mode(m.strip()) for m in proxy_mode.split(",") if m.strip())
+    add, remove = parse_scenarios(scenario)
+    if trials < 1 or parallel < 1 or probe_interval_ms <= 0:
+        raise UserError("--trials and --parallel must be >= 1, --probe-interval-ms > 0")
+    cfg = runner.RunConfig(
+        modes=modes, out_dir=Path(resume or out or runner.default_out_dir()),
+        resume=bool(resume),
+        scenario=ScenarioConfig(add=add, remove=remove, trials=trials, parallel=parallel,
+                                spacing_s=spacing_ms / 1000, trial_timeout_s=trial_timeout,
+                                probe_interval_ms=probe_interval_ms))
+    provider = _provider(cluster, kubeconfig, nodes, modes[0],
+                         parse_component_args(component_arg or []))
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                        TimeElapsedColumn(), console=console)
+    task = progress.add_task("trials", total=len(modes) * trials * 2, stats="")
+
+    def on_progress(p: runner.Progress) -> None:
+        stats = (f"e2e p50 {p.quantile(0.5):.0f} ms  p99 {p.quantile(0.99):.0f} ms"
+                 if p.e2e_ms else "")
+        stats += f"  censored {p.censored}" if p.censored else ""
+        progress.update(task, completed=p.done, description=f"{p.mode}", stats=stats)
+
+    try:
+        with progress:
+            out_dir = runner.run(provider, cfg, say=say, on_progress=on_progress)
+    finally:
+        if not keep_cluster:
+            provider.close()
+    stdout.print(render(summary_table(load_hops(out_dir)), title=f"hopbench {out_dir}"))
+    say(f"results in {out_dir} (report: hopbench report {out_dir})")
+
+
+def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str,
+              component_args: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+    if cluster and kubeconfig:
+        raise UserError("give --cluster or --kubeconfig, not both")
+    if kubeconfig:
+        raise UserError("--kubeconfig runs are not available yet (see issue 5)")
+    from bench.providers.local import LocalProvider
+
+    return LocalProvider.ensure(cluster or "hopbench", nodes, mode, component_args, say=say)
+
+
+@app.command()
+def show(run_dir: str) -> None:
+    """Print the summary table of a stored run."""
+    from bench.results import load_hops, load_meta
+    from bench.summary import render, summary_table
+
+    meta = load_meta(run_dir)
+    say(f"{run_dir}: status {meta.get('status')}, provider {meta.get('provider')}, "
+        f"Kubernetes {meta.get('kubernetes_version')}, {meta.get('node_count')} node(s)")
+    stdout.print(render(summary_table(load_hops(run_dir)), title=run_dir))
+
+
+@app.command()
+def report(run_dirs: list[str],
+           out_dir: Annotated[Optional[str], typer.Option("--out", help="Output dir.")] = None,
+           allow_mixed: Annotated[bool, typer.Option(help="Merge runs whose provenance differs.")
+                                  ] = False) -> None:
+    """Write plots, summary.csv and report.html for one or more runs."""
+    from analysis.report import write_report
+
+    target = out_dir or str(Path(run_dirs[0]) / "report")
+    paths = write_report(run_dirs, target, allow_mixed=allow_mixed)
+    say(f"report written: {paths.get('html', target)}")
 
 
 @cluster_app.command("up")

@@ -124,6 +124,12 @@ class RunStore:
         _write_parquet(self.path / EVENTS, events)
         _write_parquet(self.path / HOPS, assemble(events))
 
+    def update_meta(self, extra_meta: Mapping[str, Any]) -> None:
+        """Merge `extra_meta` into run.json now (atomically), e.g. per-mode provenance."""
+        self._open_journal()
+        self._meta = {**self._meta, **_checked_meta(extra_meta)}
+        _write_json(self.path / RUN_JSON, self._meta)
+
     def finish(self, extra_meta: Mapping[str, Any] | None = None) -> None:
         """Flush, mark run.json "finished" with `extra_meta` merged in, and release the run."""
         self._end("finished", {**_checked_meta(extra_meta or {}), "finished_at": _now()})

@@ -1,0 +1,5 @@
+"""`python -m bench.agent` runs the node agent."""
+
+from bench.agent.server import main
+
+main()

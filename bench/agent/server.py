@@ -1,0 +1,165 @@
+"""The agent process: HTTP control surface over the prober, rule watcher and sync poller.
+
+    python -m bench.agent --node NAME [--listen 127.0.0.1:10299] [--token T]
+
+Endpoints (JSON): GET /healthz, GET /clock (offset estimation), POST /arm
+{targets:[{name,ip,port}], interval_ms, max_requests, max_seconds}, POST /disarm,
+GET /collect (state changes since the last collect, plus self-measured CPU),
+GET /kube-proxy-metrics (raw text, for the SLI cross-check). The agent stops by
+itself after --max-lifetime seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from bench.agent.kpmetrics import SyncPoller
+from bench.agent.prober import Prober, Target
+from bench.agent.rules import RuleWatcher
+
+
+class Agent:
+    def __init__(self, node: str, probe_interval_s: float, rules_poll_s: float,
+                 metrics_port: int) -> None:
+        self.node = node
+        self.lock = threading.Lock()
+        self.rule_changes: list[dict[str, Any]] = []
+        self.syncs: list[dict[str, Any]] = []
+        self.prober = Prober(interval_s=probe_interval_s)
+        self.rules = RuleWatcher(self._on_rule, poll_interval_s=rules_poll_s)
+        self.poller = SyncPoller(self._on_sync, port=metrics_port)
+        self.started_cpu = time.process_time()
+        self.started_wall = time.monotonic()
+
+    def start(self) -> None:
+        self.rules.start()
+        self.poller.start()
+
+    def _on_rule(self, t_ns: int, key: str, ip: str, present: bool) -> None:
+        with self.lock:
+            self.rule_changes.append({"t_ns": t_ns, "service": key, "ip": ip,
+                                      "present": present})
+
+    def _on_sync(self, t_ns: int, seen_ns: int, syncs: int) -> None:
+        with self.lock:
+            self.syncs.append({"t_ns": t_ns, "seen_ns": seen_ns, "syncs": syncs})
+
+    def arm(self, body: dict[str, Any]) -> dict[str, Any]:
+        targets = [Target(t["name"], t["ip"], int(t["port"]), t.get("path", "/hostname"))
+                   for t in body.get("targets", [])]
+        if "interval_ms" in body:
+            self.prober.interval_s = float(body["interval_ms"]) / 1000
+        self.prober.arm(targets, int(body.get("max_requests", 200_000)),
+                        float(body.get("max_seconds", 600)))
+        self.poller.active.set()
+        return {"armed": [t.name for t in targets]}
+
+    def disarm(self) -> dict[str, Any]:
+        self.prober.disarm()
+        self.poller.active.clear()
+        return {"armed": []}
+
+    def collect(self) -> dict[str, Any]:
+        with self.lock:
+            rules, self.rule_changes = self.rule_changes, []
+            syncs, self.syncs = self.syncs, []
+        return {
+            "node": self.node, "t_ns": time.time_ns(),
+            "rule_changes": rules, "syncs": syncs, "probe": self.prober.take(),
+            "cpu_s": time.process_time() - self.started_cpu,
+            "wall_s": time.monotonic() - self.started_wall,
+            "rule_mode": self.rules.mode, "rule_method": self.rules.method,
+            "rule_resolution_ns": self.rules.resolution_ns,
+            "probe_interval_ns": int(self.prober.interval_s * 1e9),
+            "sync_poll_interval_ns": int(self.poller.interval_s * 1e9),
+            "routes": {k: sorted(v) for k, v in self.rules.routes().items()},
+        }
+
+
+def make_handler(agent: Agent, token: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            pass
+
+        def _reply(self, code: int, payload: Any, ctype: str = "application/json") -> None:
+            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _authorized(self) -> bool:
+            if token and self.headers.get("X-Hopbench-Token") != token:
+                self._reply(403, {"error": "bad token"})
+                return False
+            return True
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+            if self.path == "/healthz":
+                return self._reply(200, {"ok": True, "node": agent.node})
+            if self.path == "/clock":
+                return self._reply(200, {"t_ns": time.time_ns()})
+            if not self._authorized():
+                return None
+            if self.path == "/collect":
+                return self._reply(200, agent.collect())
+            if self.path == "/kube-proxy-metrics":
+                try:
+                    return self._reply(200, agent.poller.raw(), "text/plain")
+                except OSError as exc:
+                    return self._reply(502, {"error": str(exc)})
+            return self._reply(404, {"error": "no such endpoint"})
+
+        def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+            if not self._authorized():
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if self.path == "/arm":
+                return self._reply(200, agent.arm(body))
+            if self.path == "/disarm":
+                return self._reply(200, agent.disarm())
+            return self._reply(404, {"error": "no such endpoint"})
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="hopbench-agent")
+    ap.add_argument("--node", default=os.environ.get("NODE_NAME", os.uname().nodename))
+    ap.add_argument("--listen", default="127.0.0.1:10299")
+    ap.add_argument("--token", default=os.environ.get("HOPBENCH_TOKEN", ""))
+    ap.add_argument("--probe-interval-ms", type=float, default=5.0)
+    ap.add_argument("--rules-poll-ms", type=float, default=20.0)
+    ap.add_argument("--metrics-port", type=int, default=10249)
+    ap.add_argument("--max-lifetime", type=float, default=6 * 3600,
+                    help="exit after this many seconds, whatever happens")
+    args = ap.parse_args(argv)
+    agent = Agent(args.node, args.probe_interval_ms / 1000, args.rules_poll_ms / 1000,
+                  args.metrics_port)
+    agent.start()
+    host, port = args.listen.rsplit(":", 1)
+    server = ThreadingHTTPServer((host, int(port)), make_handler(agent, args.token))
+    server.daemon_threads = True
+    timer = threading.Timer(args.max_lifetime, server.shutdown)
+    timer.daemon = True
+    timer.start()
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        agent.prober.stop()
+        agent.rules.stop()
+        agent.poller.stop()
+
+
+if __name__ == "__main__":
+    main()

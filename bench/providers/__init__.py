@@ -1,0 +1,1 @@
+"""Providers yield a cluster to measure: kubeconfig, nodes, agents, proxy-mode switching."""

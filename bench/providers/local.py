@@ -1,0 +1,155 @@
+"""The local provider: the embedded cluster from bench.local, agents as node-namespace processes."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench import __version__
+from bench.build import Toolset, require_toolset
+from bench.errors import ClusterError
+from bench.local import cluster, procs
+from bench.local.netns import connect_in
+from bench.local.spec import ClusterSpec
+from bench.local import components
+
+AGENT_PORT = 10299
+
+
+class NetnsTransport:
+    """HTTP/1.0 to an agent listening on loopback inside a node's namespace."""
+
+    def __init__(self, node: str, ns: str, port: int, token: str) -> None:
+        self.node, self.ns, self.port, self.token = node, ns, port, token
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                timeout: float = 5.0) -> Any:
+        data = json.dumps(body).encode() if body is not None else b""
+        sock = connect_in(self.ns, "127.0.0.1", self.port, timeout=timeout)
+        try:
+            head = (f"{method} {path} HTTP/1.0\r\nHost: agent\r\nX-Hopbench-Token: {self.token}"
+                    f"\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n")
+            sock.sendall(head.encode() + data)
+            chunks = []
+            while chunk := sock.recv(262144):
+                chunks.append(chunk)
+        finally:
+            sock.close()
+        raw = b"".join(chunks)
+        header, _, payload = raw.partition(b"\r\n\r\n")
+        status = int(header.split()[1]) if header.startswith(b"HTTP/") else 0
+        if status != 200:
+            raise ClusterError(f"agent on {self.node}: {method} {path} -> {status} "
+                               f"{payload[:200]!r}")
+        if b"application/json" in header:
+            return json.loads(payload)
+        return payload.decode(errors="replace")
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, spec: ClusterSpec, tools: Toolset | None = None,
+                 owned: bool = False) -> None:
+        self.spec = spec
+        self.tools = tools or require_toolset()
+        self.kubeconfig = spec.kubeconfig
+        self.owned = owned  # we created it, so close() removes it
+        self._agent_pids: list[int] = []
+
+    @classmethod
+    def ensure(cls, name: str, nodes: int, mode: str, component_args: dict[str, list[str]],
+               say: Any = print) -> "LocalProvider":
+        """Reuse a running cluster of that name, or bring one up (and own it)."""
+        tools = require_toolset()
+        if cluster.is_running(name):
+            spec = ClusterSpec.load(name)
+            say(f"using running local cluster {name!r} ({spec.nodes} nodes)")
+            return cls(spec, tools, owned=False)
+        spec = cluster.up(ClusterSpec(name=name, nodes=nodes, proxy_mode=mode,
+                                      component_args=component_args), say=say, tools=tools)
+        return cls(spec, tools, owned=True)
+
+    def nodes(self) -> list[str]:
+        return self.spec.node_names()
+
+    def proxy_mode(self) -> str:
+        return str(cluster._read_state(self.spec).get("proxy_mode", self.spec.proxy_mode))
+
+    def set_proxy_mode(self, mode: str) -> None:
+        if self.proxy_mode() != mode:
+            cluster.set_proxy_mode(self.spec.name, mode, say=lambda m: None, tools=self.tools)
+
+    def start_agents(self, token: str, probe_interval_ms: float) -> list[NetnsTransport]:
+        self.stop_agents()
+        transports = []
+        for node in self.nodes():
+            ns = self.spec.node_ns(node)
+            argv = procs.python_module(
+                "bench.agent", "--node", node, "--listen", f"127.0.0.1:{AGENT_PORT}",
+                "--token", token, "--probe-interval-ms", str(probe_interval_ms),
+                "--max-lifetime", str(6 * 3600))
+            self._agent_pids.append(procs.start(argv, self.spec.logs / f"agent-{node}.log",
+                                                ns, env={"PYTHONPATH": _src_root()}))
+            transports.append(NetnsTransport(node, ns, AGENT_PORT, token))
+        for t in transports:
+            cluster.wait_for(f"agent on {t.node}", lambda t=t: bool(t.request("GET", "/healthz")),
+                             30, str(self.spec.logs / f"agent-{t.node}.log"))
+        return transports
+
+    def stop_agents(self) -> None:
+        procs.stop(self._agent_pids)
+        self._agent_pids = []
+
+    def audit_log(self) -> Path | None:
+        return self.spec.logs / "audit.log"
+
+    def provenance(self) -> dict[str, Any]:
+        state = cluster._read_state(self.spec)
+        return {
+            "provider": "local", "cluster": self.spec.name,
+            "kubernetes_version": self.tools.pins.kubernetes, "etcd_version": self.tools.pins.etcd,
+            "go_version": self.tools.go_version, "node_count": self.spec.nodes,
+            "nodes": self.nodes(), "kubelet": "real upstream kubelet (not the fallback agent)",
+            "container_runtime": _version(["containerd", "--version"]),
+            "runc": (_version(["runc", "--version"]).splitlines() or ["unknown"])[0],
+            "iptables": _version(["iptables", "--version"]),
+            "nft": _version(["nft", "--version"]),
+            "kernel": platform.release(), "component_args": self.spec.component_args,
+            "kube_proxy_args": components.kube_proxy(self.spec, self.nodes()[0], self.tools,
+                                                     "<mode>")[1:],
+            "cluster_up_seconds": state.get("up_seconds"),
+            "harness_version": __version__, "clock": "one kernel clock (CLOCK_REALTIME)",
+        }
+
+    def kube_proxy_config(self) -> dict[str, Any]:
+        """kube-proxy's effective configuration from its /configz endpoint, per node."""
+        from bench.local import nshttp
+        out: dict[str, Any] = {}
+        for node in self.nodes():
+            try:
+                status, body = nshttp.get(self.spec.node_ns(node), "127.0.0.1", 10249, "/configz")
+                out[node] = json.loads(body) if status == 200 else {"status": status}
+            except (OSError, ValueError) as exc:
+                out[node] = {"error": str(exc)}
+        return out
+
+    def close(self) -> None:
+        self.stop_agents()
+        if self.owned:
+            cluster.down(self.spec.name, say=lambda m: None)
+
+
+def _src_root() -> str:
+    return str(Path(__file__).resolve().parents[2])
+
+
+def _version(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+

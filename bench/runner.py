@@ -1,0 +1,267 @@
+"""The main job: for each kube-proxy mode, run the trials and write the run directory.
+
+provider -> scenario lanes drive the cluster -> sources record events -> the run store
+journals them (and snapshots parquet) as the run goes -> timeline assembly -> summary.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import __version__, kubehttp, workloads
+from bench.errors import ClusterError
+from bench.providers.base import Provider
+from bench.results import RunStore
+from bench.scenario import Lane, ScenarioConfig, split_trials
+from bench.schema import Ev, EventRow
+from bench.sources.agents import AgentStore
+from bench.sources.apiwatch import ApiWatch
+from bench.sources.audit import AuditTail
+from bench.sources.base import Registry, TrialRef, row
+
+FLUSH_EVERY_S = 60.0  # parquet snapshots; the journal is written every trial
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    modes: tuple[str, ...]
+    scenario: ScenarioConfig
+    out_dir: Path
+    resume: bool = False
+    namespace: str = ""
+
+
+@dataclass
+class Progress:
+    """What the CLI shows live: done trials and end-to-end latencies (ms)."""
+
+    total: int
+    done: int = 0
+    mode: str = ""
+    e2e_ms: list[float] = field(default_factory=list)
+    censored: int = 0
+
+    def note(self, ref: TrialRef, batch: list[EventRow]) -> None:
+        """Display only: Ready -> slowest node's first answer (the stored hops come from
+        bench.timeline, not from this)."""
+        mine = [r for r in batch if r["trial"] == ref.trial and r["service"] == ref.service
+                and r["direction"] == ref.direction]
+        if any(r["event"] == Ev.CENSOR for r in mine):
+            self.censored += 1
+        ready = [r["t_ns"] for r in mine if r["event"] == Ev.POD_READY]
+        first = [r["t_ns"] + r["offset_ns"] for r in mine if r["event"] == Ev.FIRST_SUCCESS]
+        if ref.direction == "add" and ready and first:
+            self.e2e_ms.append((max(first) - ready[0]) / 1e6)
+
+    def quantile(self, q: float) -> float:
+        xs = sorted(self.e2e_ms)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else math.nan
+
+
+OnProgress = Callable[[Progress], None]
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def default_out_dir() -> Path:
+    return Path("results") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
+        on_progress: OnProgress = lambda p: None) -> Path:
+    run_id = uuid.uuid4().hex[:12]
+    meta = {
+        "run_id": run_id, "created_at": datetime.now(UTC).isoformat(),
+        "harness_version": __version__, "git_commit": git_commit(),
+        "proxy_modes": list(cfg.modes), "scenarios": [cfg.scenario.add, cfg.scenario.remove],
+        "scenario_config": asdict(cfg.scenario), "host_kernel": platform.release(),
+        **provider.provenance(),
+    }
+    if cfg.resume:
+        store = RunStore.open(cfg.out_dir)
+        run_id = store.meta.get("run_id", run_id)
+        say(f"resuming {cfg.out_dir}: {len(store.complete_trials)} trials already complete")
+    else:
+        store = RunStore.create(cfg.out_dir, meta)
+    progress = Progress(total=len(cfg.modes) * cfg.scenario.trials * 2)
+    sys.setswitchinterval(0.0005)  # watch threads get the GIL back fast: stamps stay sharp
+    try:
+        for mode in cfg.modes:
+            _run_mode(provider, store, cfg, run_id, mode, progress, say, on_progress)
+        store.finish({"finished_ok": True})
+    except KeyboardInterrupt:
+        store.interrupt("interrupted by the user (Ctrl-C)")
+        raise
+    except BaseException as exc:
+        store.interrupt(f"{type(exc).__name__}: {exc}")
+        raise
+    return cfg.out_dir
+
+
+def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, mode: str,
+              progress: Progress, say: Callable[[str], None], on_progress: OnProgress) -> None:
+    sc = cfg.scenario
+    done = store.complete_trials
+    todo = [t for t in range(sc.trials)
+            if (mode, sc.add, t) not in done or (mode, sc.remove, t) not in done]
+    progress.mode = mode
+    progress.done += 2 * (sc.trials - len(todo))
+    if not todo:
+        say(f"{mode}: all {sc.trials} trials already recorded")
+        return
+    t_switch = time.monotonic()
+    provider.set_proxy_mode(mode)
+    switch_s = time.monotonic() - t_switch
+    say(f"{mode}: kube-proxy ready ({switch_s:.1f}s); {len(todo)} trial pairs to run")
+    api = workloads.api_client(provider.kubeconfig)
+    ns = cfg.namespace or f"hopbench-{run_id[:6]}-{mode[:3]}"
+    workloads.ensure_namespace(api, ns)
+    token = secrets.token_hex(16)
+    lock = threading.Lock()
+    pending: list[EventRow] = []
+    last_flush = [time.monotonic()]
+
+    def sink(r: EventRow) -> None:
+        with lock:
+            pending.append(r)
+
+    registry = Registry()
+    transports = provider.start_agents(token, sc.probe_interval_ms)
+    agents = AgentStore(transports)
+    watch = ApiWatch(kubehttp.http_client(provider.kubeconfig, timeout=None), ns, registry,
+                     sink)
+    audit_path = provider.audit_log()
+    audit = AuditTail(audit_path, ns) if audit_path else None
+    lanes: list[Lane] = []
+
+    def on_trial(ref: TrialRef, rows: list[EventRow]) -> None:
+        with lock:
+            batch = pending[:] + rows
+            pending.clear()
+            if audit:
+                batch += audit.events_for(ref, batch)
+            batch.append(row(ref, Ev.TRIAL_END, time.time_ns(), source="harness"))
+            store.append_events(batch)
+            if time.monotonic() - last_flush[0] > FLUSH_EVERY_S:
+                store.flush()
+                last_flush[0] = time.monotonic()
+            progress.done += 1
+            progress.note(ref, batch)
+        on_progress(progress)
+
+    started = time.monotonic()
+    try:
+        agents.start()
+        watch.start()
+        image = workloads.target_image(_k8s_tag(provider))
+        lanes = [Lane(api=api, namespace=ns, service=f"svc{k}", image=image, agents=agents,
+                      registry=registry, run_id=run_id, mode=mode, cfg=sc, on_trial=on_trial)
+                 for k in range(sc.parallel)]
+        targets = [{"name": ln.service, "ip": ln.setup(), "port": 80} for ln in lanes]
+        for ln in lanes:
+            ln.wait_base()
+        if not watch.synced.wait(30):
+            raise ClusterError("the API watch did not start within 30s")
+        sli_before = agents.kube_proxy_metrics()
+        agents.arm(targets, sc.probe_interval_ms,
+                   max_seconds=len(todo) * (2 * sc.trial_timeout_s + 5) + 60,
+                   max_requests=int(len(todo) * 2 * (sc.trial_timeout_s * 1000 /
+                                                     sc.probe_interval_ms)) + 10_000)
+        time.sleep(0.5)  # the baseline answers before the first trial starts
+        assigned = split_trials(sc.trials, sc.parallel)
+
+        def lane_work(k: int) -> None:
+            for t in assigned[k]:
+                if t not in todo:
+                    continue
+                lanes[k].run_pair(t, skip_add=(mode, sc.add, t) in done,
+                                  skip_remove=(mode, sc.remove, t) in done)
+
+        with ThreadPoolExecutor(max_workers=sc.parallel) as pool:
+            for f in [pool.submit(lane_work, k) for k in range(sc.parallel)]:
+                f.result()
+        elapsed = time.monotonic() - started
+        sli_after = agents.kube_proxy_metrics()
+        agents.collect_once()
+        with lock:
+            if pending:
+                store.append_events(pending[:])
+                pending.clear()
+        store.flush()
+        cpu = {n: agents.cpu_fraction(n) for n in agents.nodes}
+        mode_meta = {
+            "resolution": {"api_watch_ns": 1_000_000, "audit_ns": 1_000,
+                           "agents": agents.resolutions()},
+            "clock_offsets": agents.offsets(),
+            "agent_cpu_fraction": cpu,
+            "trials": len(todo) * 2, "elapsed_s": round(elapsed, 1),
+            "trials_per_minute": round(len(todo) * 2 / elapsed * 60, 1),
+            "proxy_switch_s": round(switch_s, 2),
+            "watch_restarts": watch.restarts, "agent_errors": dict(agents.errors),
+            "sli": {"before": _sli(sli_before), "after": _sli(sli_after)},
+        }
+        kpc = getattr(provider, "kube_proxy_config", None)
+        if kpc:
+            mode_meta["kube_proxy_config"] = kpc()
+        modes = {**store.meta.get("modes", {}), mode: mode_meta}
+        store.update_meta({"modes": modes})
+        say(f"{mode}: {len(todo) * 2} trials in {elapsed:.0f}s "
+            f"({mode_meta['trials_per_minute']}/min), agent CPU "
+            + ", ".join(f"{n} {c * 100:.1f}%" for n, c in cpu.items()))
+    finally:
+        agents.disarm()
+        agents.stop()
+        watch.stop()
+        provider.stop_agents()
+        try:
+            workloads.delete_namespace(api, ns, wait=30)
+        except Exception:  # noqa: BLE001 - best effort cleanup
+            pass
+
+
+def _k8s_tag(provider: Provider) -> str:
+    return str(provider.provenance().get("kubernetes_version", "latest"))
+
+
+def _sli(metrics: dict[str, str]) -> dict[str, Any]:
+    """kubeproxy_network_programming_duration_seconds buckets per node (cumulative)."""
+    out: dict[str, Any] = {}
+    name = "kubeproxy_network_programming_duration_seconds_bucket"
+    for node, text in metrics.items():
+        buckets, counts = [], []
+        for line in text.splitlines():
+            if line.startswith(name) and 'le="' in line:
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                buckets.append(math.inf if le == "+Inf" else float(le))
+                counts.append(float(line.rsplit(None, 1)[1]))
+        out[node] = {"buckets_s": [b if b != math.inf else "+Inf" for b in buckets],
+                     "counts": counts}
+    return out
+
+
+def summary(out_dir: Path) -> pd.DataFrame:
+    from bench.results import load_hops
+    from bench.summary import summary_table
+    return summary_table(load_hops(out_dir))
+

@@ -1,0 +1,59 @@
+"""What every source shares: the trial a pod belongs to, and how a row is made."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bench.schema import CLUSTER, EventRow
+
+
+@dataclass(frozen=True)
+class TrialRef:
+    """Which trial an observation belongs to."""
+
+    run_id: str
+    trial: int
+    service: str
+    scenario: str
+    proxy_mode: str
+    direction: str  # "add" | "remove"
+
+
+class Sink(Protocol):
+    def __call__(self, row: EventRow) -> None: ...
+
+
+class Registry:
+    """Pod name -> the trial it currently takes part in (set by the scenario driver)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_pod: dict[str, TrialRef] = {}
+
+    def set(self, pod: str, ref: TrialRef) -> None:
+        with self._lock:
+            self._by_pod[pod] = ref
+
+    def get(self, pod: str) -> TrialRef | None:
+        with self._lock:
+            return self._by_pod.get(pod)
+
+    def drop(self, pod: str) -> None:
+        with self._lock:
+            self._by_pod.pop(pod, None)
+
+
+def row(ref: TrialRef, event: str, t_ns: int, *, source: str, node: str = CLUSTER,
+        clock: str = "harness", resolution_ns: int = 0, offset_ns: int = 0,
+        uncertainty_ns: int = 0, pod: str = "", pod_ip: str = "", value: float = math.nan,
+        detail: dict[str, Any] | None = None) -> EventRow:
+    return EventRow(run_id=ref.run_id, trial=ref.trial, service=ref.service,
+                    scenario=ref.scenario, proxy_mode=ref.proxy_mode, direction=ref.direction,
+                    node=node, event=event, t_ns=int(t_ns), clock=clock,
+                    offset_ns=int(offset_ns), uncertainty_ns=int(uncertainty_ns),
+                    resolution_ns=int(resolution_ns), source=source, pod=pod, pod_ip=pod_ip,
+                    value=float(value), detail=json.dumps(detail or {}, sort_keys=True))
