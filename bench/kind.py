@@ -15,7 +15,8 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def require_docker() -> None:
                                 "Docker engine (or use --provider local)")
     try:
         proc = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"],
-                              capture_output=True, text=True, timeout=30)
+                              check=False, capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
         raise PrerequisiteError("`docker info` did not answer within 30s: is the Docker "
                                 "engine hung? (or use --provider local)") from None
@@ -71,17 +72,21 @@ def require_docker() -> None:
                                 "start Docker, or use --provider local")
 
 
-def kind_version(kind: str) -> tuple[int, ...]:
+def parse_version(text: str) -> tuple[int, ...]:
     """`kind v0.31.0 go1.26.8 linux/amd64` -> (0, 31, 0); () when unparseable."""
-    out = subprocess.run([kind, "version"], capture_output=True, text=True, timeout=30).stdout
-    m = re.search(r"\bv(\d+)\.(\d+)\.(\d+)", out)
+    m = re.search(r"\bv(\d+)\.(\d+)\.(\d+)", text)
     return tuple(int(g) for g in m.groups()) if m else ()
 
 
+def kind_version(kind: str) -> tuple[int, ...]:
+    return parse_version(subprocess.run([kind, "version"], check=False, capture_output=True, text=True,
+                                        timeout=30).stdout)
+
+
 def prerequisites(mode: str, say: Say = print) -> str:
-    """kind, then the Docker engine, then kind's version against the mode; returns kind."""
-    kind = require_kind()
+    """The Docker engine, then kind, then kind's version against the mode; returns kind."""
     require_docker()
+    kind = require_kind()
     have, pin = kind_version(kind), load_kind_pins().version
     if mode == "nftables" and have and have[:2] < NFTABLES_SINCE:
         raise PrerequisiteError(f"kind v{'.'.join(map(str, have))} cannot run kube-proxy in "
@@ -111,7 +116,7 @@ def config_for(mode: str, nodes: int) -> Path:
 
 
 def cluster_names(kind: str) -> list[str]:
-    proc = subprocess.run([kind, "get", "clusters"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([kind, "get", "clusters"], check=False, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise ClusterError(f"`kind get clusters` failed: {_tail(proc)}")
     return proc.stdout.split()
@@ -137,12 +142,15 @@ def up(mode: str, nodes: int = 1, name: str = "hopbench", say: Say = print,
         proc = subprocess.run([kind, "create", "cluster", "--name", name, "--config",
                                str(config), "--kubeconfig", str(kubeconfig),
                                "--wait", f"{int(wait_s)}s"],
-                              cwd=config.parent, capture_output=True, text=True)
+                              cwd=config.parent, check=False, capture_output=True, text=True)
         if proc.returncode != 0:
             raise ClusterError(f"kind create cluster {name!r} failed: {_tail(proc)}")
         wait_proxy_synced(kubeconfig, mode, since=0.0, timeout=wait_s)
     except BaseException:
-        _delete(kind, name, kubeconfig)
+        try:
+            _delete(kind, name, kubeconfig)
+        except ClusterError as exc:  # keep the original error; say what may be left
+            say(f"cleanup after the failed create also failed: {exc}")
         raise
     say(f"kind cluster {name!r} up after {time.monotonic() - started:.0f}s; "
         f"kubeconfig {kubeconfig}")
@@ -152,8 +160,8 @@ def up(mode: str, nodes: int = 1, name: str = "hopbench", say: Say = print,
 def down(name: str = "hopbench", say: Say = print) -> bool:
     """Delete the cluster and its kubeconfig (idempotent); True if it existed."""
     check_name(name)
-    kind = require_kind()
     require_docker()
+    kind = require_kind()
     existed = name in cluster_names(kind)
     _delete(kind, name, kubeconfig_path(name))
     say(f"kind cluster {name!r} " + ("deleted" if existed else "was not there; nothing to do"))
@@ -162,15 +170,21 @@ def down(name: str = "hopbench", say: Say = print) -> bool:
 
 def _delete(kind: str, name: str, kubeconfig: Path) -> None:
     proc = subprocess.run([kind, "delete", "cluster", "--name", name, "--kubeconfig",
-                           str(kubeconfig)], capture_output=True, text=True)
+                           str(kubeconfig)], check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ClusterError(f"kind delete cluster {name!r} failed: {_tail(proc)}")
     shutil.rmtree(kubeconfig.parent, ignore_errors=True)
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0]
+
+
 def _tail(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else f"exit status {proc.returncode}"
+    """kind's own `ERROR: ...` line when there is one, else the last line it printed."""
+    lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("ERROR:")]
+    return (errors or lines or [f"exit status {proc.returncode}"])[-1]
 
 
 # --- kube-proxy mode on a live cluster -----------------------------------------------------
@@ -183,13 +197,14 @@ def with_mode(config_conf: str, mode: str) -> str:
         raise ClusterError("ConfigMap kube-system/kube-proxy has no KubeProxyConfiguration "
                            "in config.conf; is this a kubeadm (kind) cluster?")
     doc["mode"] = check_mode(mode)
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return str(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
 
 
 def sync_timestamp(metrics: str) -> float:
     """kube-proxy's last successful sync from its /metrics text (unix s; 0 before any)."""
+    prefixes = (SYNC_METRIC + " ", SYNC_METRIC + '{ip_family="IPv4"}')  # single / dual stack
     for line in metrics.splitlines():
-        if line.startswith(SYNC_METRIC + " ") or line.startswith(SYNC_METRIC + '{ip_family="IPv4"}'):
+        if line.startswith(prefixes):
             return float(line.rsplit(None, 1)[1])
     return 0.0
 
@@ -198,8 +213,9 @@ def _apis(kubeconfig: Path) -> tuple[Any, Any]:
     from kubernetes import client, config
 
     try:
-        api = config.new_client_from_config(config_file=str(kubeconfig))
-    except Exception as exc:  # noqa: BLE001 - the loader raises many types for bad files
+        api = config.new_client_from_config(  # type: ignore[no-untyped-call]  # untyped lib
+            config_file=str(kubeconfig))
+    except Exception as exc:  # the loader raises many types for bad files
         raise UserError(f"kubeconfig {kubeconfig} is not usable: {exc}") from exc
     return client.CoreV1Api(api), client.AppsV1Api(api)
 
@@ -213,7 +229,7 @@ def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     except ApiException as exc:
         raise ClusterError(f"{what}: HTTP {exc.status} {exc.reason}") from None
     except Exception as exc:  # noqa: BLE001 - urllib3 connection errors have many types
-        raise ClusterError(f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise ClusterError(f"{what}: {type(exc).__name__}: {_first_line(exc)}") from None
 
 
 def set_proxy_mode(name: str, mode: str, kubeconfig: Path | None = None, say: Say = print,
@@ -237,7 +253,7 @@ def set_proxy_mode(name: str, mode: str, kubeconfig: Path | None = None, say: Sa
     _call("updating ConfigMap kube-system/kube-proxy", core.patch_namespaced_config_map,
           "kube-proxy", "kube-system",
           {"data": {"config.conf": with_mode((cm.data or {}).get("config.conf", ""), mode)}})
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
     _call("restarting DaemonSet kube-system/kube-proxy", apps.patch_namespaced_daemon_set,
           "kube-proxy", "kube-system", {"spec": {"template": {"metadata": {"annotations": {
               "kubectl.kubernetes.io/restartedAt": stamp}}}}})
@@ -275,7 +291,7 @@ def wait_proxy_synced(kubeconfig: Path, mode: str, since: float, timeout: float)
         return str(running).strip() == mode and sync_timestamp(str(metrics)) > since
 
     for node in nodes:
-        _wait(f"kube-proxy ({mode}) to sync on node {node}", lambda n=node: synced(n), timeout,
+        _wait(f"kube-proxy ({mode}) to sync on node {node}", partial(synced, node), timeout,
               hint=f"kubectl -n kube-system logs -l k8s-app=kube-proxy --kubeconfig {kubeconfig}")
 
 
@@ -286,7 +302,7 @@ def _wait(what: str, probe: Callable[[], bool], timeout: float, hint: str = "") 
             if probe():
                 return
         except Exception as exc:  # noqa: BLE001 - keep polling; report the last failure
-            last = f"; last error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            last = f"; last error: {type(exc).__name__}: {_first_line(exc)[:200]}"
         time.sleep(0.5)
     raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{last}"
                        + (f" (see `{hint}`)" if hint else ""))

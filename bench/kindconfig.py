@@ -9,12 +9,13 @@ records exactly what kube-proxy ran with.
 
 The second half checks the configs without a container engine (DESIGN.md: none here):
 - the pinned kind, built from source through the Go module proxy, runs
-  `kind create cluster` against a stand-in `docker` that answers kind's two read-only
-  probes (`docker info`, `docker ps`) and refuses everything else. kind strictly decodes
-  the config before touching the runtime, but runs `Cluster.Validate()` only after
-  `docker info` succeeds (sigs.k8s.io/kind pkg/cluster/internal/create/create.go), so
-  the stand-in is what lets kind's own validation run. Reaching the first provisioning
-  command (`docker pull <node image>`) means kind accepted the config.
+  `kind create cluster` against a stand-in `docker` that answers kind's read-only probes
+  (`docker info`, `docker ps`, `docker inspect --type=image`) and refuses everything
+  else. kind strictly decodes the config before touching the runtime, but runs
+  `Cluster.Validate()` only after `docker info` succeeds (sigs.k8s.io/kind
+  pkg/cluster/internal/create/create.go), so the stand-in is what lets kind's own
+  validation run. Reaching provisioning (the first refused command) means kind accepted
+  the config.
 - kind never looks inside kubeadmConfigPatches before a node exists, drops a patch that
   matches no document, and kube-proxy / kube-apiserver decode leniently; so a small Go
   program (kind-configs/validate/main.go) decodes each patch strictly into the pinned
@@ -214,7 +215,7 @@ _Dumper.add_representer(str, _str)
 
 
 def _dump(data: object) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+    return str(yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False))
 
 
 def _header(lines: list[str]) -> str:
@@ -278,7 +279,7 @@ def _go() -> tuple[str, dict[str, str]]:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], what: str) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise BuildError(f"{what} failed:\n{tail}")
@@ -329,6 +330,9 @@ def checker_binary() -> Path:
     _run([go, "build", "-trimpath", "-o", str(out) + ".partial", "."], work, env,
          "kindcheck: go build")
     Path(str(out) + ".partial").rename(out)
+    for stale in out.parent.glob("kindcheck-*"):  # ~90 MB each; only the current one counts
+        if stale != out:
+            stale.unlink()
     return out
 
 
@@ -343,11 +347,12 @@ case "$1" in
   -v) echo "Docker version 0.0.0-hopbench-stand-in"; exit 0;;
   info) if [ "$3" = '{{{{json .}}}}' ]; then echo '{_INFO}'; exit 0; fi;;
   ps) exit 0;;
+  inspect) if [ "$2" = "--type=image" ]; then exit 0; fi;;  # "the node image is present"
 esac
 echo "hopbench stand-in: refusing 'docker $1': this is only a config check" >&2
 exit 97
 """
-PROBES = ("-v", "info", "ps")
+PROBES = ("-v", "info", "ps", "inspect")
 
 
 @dataclass(frozen=True)
@@ -356,7 +361,7 @@ class KindVerdict:
 
     config: Path
     accepted: bool        # decoded, validated and reached provisioning
-    pulled: str | None    # the node image kind went on to pull
+    images: list[str]     # the node images kind made sure of before provisioning
     output: str           # kind's own output (its error when not accepted)
 
 
@@ -374,11 +379,11 @@ def kind_check(config: Path, kind: Path | None = None) -> KindVerdict:
         proc = subprocess.run(
             [str(kind), "create", "cluster", "--name", "hbkindcheck", "--config",
              str(config.resolve()), "--kubeconfig", str(Path(tmp) / "kubeconfig")],
-            cwd=config.parent, env=env, capture_output=True, text=True, timeout=120)
+            cwd=config.parent, env=env, check=False, capture_output=True, text=True, timeout=120)
         calls = [c.split() for c in log.read_text().splitlines() if c.strip()]
     provisioning = [c for c in calls if c and c[0] not in PROBES]
-    pulled = next((c[1] for c in provisioning if c[0] == "pull" and len(c) > 1), None)
-    return KindVerdict(config, proc.returncode != 0 and bool(provisioning), pulled,
+    images = [c[2] for c in calls if c[:2] == ["inspect", "--type=image"] and len(c) > 2]
+    return KindVerdict(config, proc.returncode != 0 and bool(provisioning), images,
                        (proc.stdout + proc.stderr).strip())
 
 
@@ -395,7 +400,7 @@ def patch_check(configs: list[Path], policy: Path | None = None,
                 checker: Path | None = None) -> list[PatchReport]:
     checker = checker or checker_binary()
     cmd = [str(checker)] + (["-audit-policy", str(policy)] if policy else [])
-    proc = subprocess.run(cmd + [str(c) for c in configs], capture_output=True, text=True,
+    proc = subprocess.run(cmd + [str(c) for c in configs], check=False, capture_output=True, text=True,
                           timeout=120)
     reports = [PatchReport(**json.loads(line)) for line in proc.stdout.splitlines()
                if line.startswith("{")]

@@ -7,16 +7,43 @@ Authentication (certs, tokens, exec plugins) is resolved by the official loader.
 
 from __future__ import annotations
 
+import socket
 import ssl
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+import httpcore
 import httpx
+from httpcore._backends.sync import SyncStream
 from kubernetes import client, config
 
 from bench.errors import UserError
 
 
-def http_client(kubeconfig: str | Path, timeout: float | None = 10.0) -> httpx.Client:
+class NetnsBackend(httpcore.SyncBackend):
+    """Open every TCP connection from inside a network namespace (local provider)."""
+
+    def __init__(self, netns_name: str) -> None:
+        self.netns_name = netns_name
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        from bench.local.netns import connect_in
+
+        try:
+            sock = connect_in(self.netns_name, host, port, timeout=timeout or 10.0)
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return SyncStream(sock)
+
+
+def http_client(kubeconfig: str | Path, timeout: float | None = 10.0,
+                netns: str | None = None, server: str | None = None) -> httpx.Client:
+    """A client authenticated as the kubeconfig says; with `netns`, connections start inside
+    that namespace and go to `server` directly (no loopback forwarder in the path)."""
     cfg = client.Configuration()
     try:
         config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
@@ -34,5 +61,9 @@ def http_client(kubeconfig: str | Path, timeout: float | None = 10.0) -> httpx.C
     token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
     if token:
         headers["Authorization"] = token if token.startswith("Bearer ") else f"Bearer {token}"
-    return httpx.Client(base_url=cfg.host, verify=ctx, headers=headers,
+    transport = httpx.HTTPTransport(verify=ctx)
+    if netns:
+        transport._pool = httpcore.ConnectionPool(  # noqa: SLF001 - httpx has no public hook
+            ssl_context=ctx, network_backend=NetnsBackend(netns))
+    return httpx.Client(base_url=server or cfg.host, headers=headers, transport=transport,
                         timeout=httpx.Timeout(timeout, read=None) if timeout else None)

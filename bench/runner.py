@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import __version__, kubehttp, workloads
+from bench import __version__, workloads
 from bench.errors import ClusterError
 from bench.providers.base import Provider
 from bench.results import RunStore
@@ -149,8 +149,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
     registry = Registry()
     transports = provider.start_agents(token, sc.probe_interval_ms)
     agents = AgentStore(transports)
-    watch = ApiWatch(kubehttp.http_client(provider.kubeconfig, timeout=None), ns, registry,
-                     sink)
+    watch = ApiWatch(provider.watch_client(), ns, registry, sink)
     audit_path = provider.audit_log()
     audit = AuditTail(audit_path, ns) if audit_path else None
     lanes: list[Lane] = []

@@ -31,6 +31,9 @@ CARRIES_VALUE = frozenset({Ev.FAIL_LAST})
 #: bookkeeping events: they say nothing about whether a node's agent observed the trial
 _NOT_OBSERVATIONS = frozenset({Ev.CENSOR, Ev.TRIAL_END})
 _NS_PER_MS = 1e6
+#: a trial: (run_id, trial, direction, proxy_mode, service); one run measures several modes
+#: and, with --parallel, several Services under the same trial numbers
+TrialKey = tuple[str, int, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class _Point:
 class _Trial:
     """All events of one (run_id, trial, direction), indexed for the hop loop."""
 
-    key: tuple[str, int, str]
+    key: TrialKey
     meta: dict[str, str]                          # service, scenario, proxy_mode
     points: dict[tuple[str, str], list[_Point]]   # (node, event) -> sorted by time
     censor: dict[str, str]                        # node (or CLUSTER) -> reason
@@ -82,7 +85,8 @@ def assemble(events: pd.DataFrame) -> pd.DataFrame:
     """Turn raw events (schema.EVENT_COLUMNS) into hops (schema.HOP_COLUMNS).
 
     Rules, in the order they apply:
-    - Times go to the harness clock: t_ns + offset_ns. A trial is (run_id, trial, direction);
+    - Times go to the harness clock: t_ns + offset_ns. A trial is (run_id, trial, direction,
+      proxy_mode, service);
       run-level events (trial < 0 or no direction) only tell which nodes a run has.
     - Each hop of `schema.HOPS` whose direction matches yields one row (node CLUSTER) if it
       is cluster-level, else one row per node of the run plus an ALL_NODES row. Events of
@@ -129,16 +133,18 @@ def _trials(ev: pd.DataFrame) -> Iterator[_Trial]:
     directions = sorted({h.direction for h in HOPS})
     ev = ev.loc[(ev["trial"] >= 0) & ev["direction"].isin(directions)]
     ev = ev.assign(t_h=ev["t_ns"] + ev["offset_ns"]).sort_values("t_h", kind="stable")
-    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    groups: dict[TrialKey, list[dict[str, Any]]] = {}
     columns = [*EVENT_DTYPES, "t_h"]
     for values in zip(*(ev[c].tolist() for c in columns), strict=True):  # in time order
         r = dict(zip(columns, values, strict=True))
-        groups.setdefault((str(r["run_id"]), int(r["trial"]), str(r["direction"])), []).append(r)
+        key = (str(r["run_id"]), int(r["trial"]), str(r["direction"]), str(r["proxy_mode"]),
+               str(r["service"]))
+        groups.setdefault(key, []).append(r)
     for key in sorted(groups):
         yield _index_trial(key, groups[key])
 
 
-def _index_trial(key: tuple[str, int, str], group: list[dict[str, Any]]) -> _Trial:
+def _index_trial(key: TrialKey, group: list[dict[str, Any]]) -> _Trial:
     meta = {c: _first_nonempty(r[c] for r in group) for c in ("service", "scenario", "proxy_mode")}
     points: dict[tuple[str, str], list[_Point]] = {}
     censor: dict[str, str] = {}
@@ -185,7 +191,7 @@ def _trial_rows(trial: _Trial, nodes: tuple[str, ...]) -> Iterator[dict[str, Any
 
 
 def _base(trial: _Trial, hop: Hop, node: str) -> dict[str, Any]:
-    run_id, number, direction = trial.key
+    run_id, number, direction = trial.key[:3]
     return {
         "run_id": run_id, "trial": number, **trial.meta, "direction": direction,
         "node": node, "hop": hop.name, "start_event": hop.start, "end_event": hop.end,

@@ -40,7 +40,7 @@ def parse_sync(body: str) -> tuple[float, float]:
 
 class SyncPoller:
     def __init__(self, on_sync: Callable[[int, int, int], None], host: str = "127.0.0.1",
-                 port: int = 10249, interval_s: float = 0.1) -> None:
+                 port: int = 10249, interval_s: float = 0.25) -> None:
         self.on_sync = on_sync  # (sync t_ns, seen t_ns, syncs since previous poll)
         self.host, self.port, self.interval_s = host, port, interval_s
         self.active = threading.Event()

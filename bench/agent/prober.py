@@ -189,8 +189,7 @@ class Prober:
 
     def _run(self) -> None:
         sel = selectors.DefaultSelector()
-        next_at = time.monotonic()
-        rr = 0
+        next_at = next_sweep = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
             with self.lock:
@@ -204,7 +203,6 @@ class Prober:
             if active and now >= next_at and len(sel.get_map()) < self.max_inflight:
                 for t in targets:  # one request per target per interval
                     self._start(sel, t)
-                    rr += 1
                 with self.lock:
                     self._budget_requests -= len(targets)
                 next_at += self.interval_s
@@ -214,8 +212,10 @@ class Prober:
             for key, _ in sel.select(timeout):
                 self._event(sel, key.fileobj, key.data)  # type: ignore[arg-type]
             now = time.monotonic()
-            for key in list(sel.get_map().values()):
-                c = key.data
-                if now > c.deadline:
-                    self._close(sel, key.fileobj)  # type: ignore[arg-type]
-                    self._failure(c, "timeout")
+            if now >= next_sweep:  # timeouts are coarse (1 s): sweep every 20 ms only
+                next_sweep = now + 0.02
+                for key in list(sel.get_map().values()):
+                    c = key.data
+                    if now > c.deadline:
+                        self._close(sel, key.fileobj)  # type: ignore[arg-type]
+                        self._failure(c, "timeout")

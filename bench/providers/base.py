@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
+
 from bench.sources.agents import Transport
 
 
@@ -21,6 +23,8 @@ class Provider(Protocol):
     def start_agents(self, token: str, probe_interval_ms: float) -> list[Transport]: ...
 
     def stop_agents(self) -> None: ...
+
+    def watch_client(self) -> httpx.Client: ...
 
     def audit_log(self) -> Path | None: ...
 

@@ -8,12 +8,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench import __version__
+import httpx
+
+from bench import __version__, kubehttp
 from bench.build import Toolset, require_toolset
 from bench.errors import ClusterError
 from bench.local import cluster, procs
 from bench.local.netns import connect_in
-from bench.local.spec import ClusterSpec
+from bench.local.spec import API_PORT, ClusterSpec
 from bench.local import components
 
 AGENT_PORT = 10299
@@ -103,6 +105,12 @@ class LocalProvider:
     def stop_agents(self) -> None:
         procs.stop(self._agent_pids)
         self._agent_pids = []
+
+    def watch_client(self) -> httpx.Client:
+        """Watches connect from the control-plane namespace straight to the API server, so
+        the loopback forwarder (a Python process) adds no delay to T1/T2 stamps."""
+        return kubehttp.http_client(self.kubeconfig, timeout=None, netns=self.spec.cp_ns,
+                                    server=f"https://{self.spec.cp_ip}:{API_PORT}")
 
     def audit_log(self) -> Path | None:
         return self.spec.logs / "audit.log"

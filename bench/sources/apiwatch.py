@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -77,7 +78,7 @@ class ApiWatch:
                     if all(e.is_set() for e in self._synced.values()):
                         self.synced.set()
                 params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "true",
-                          "timeoutSeconds": "30"}
+                          "timeoutSeconds": str(240 + secrets.randbelow(60))}
                 with self.http.stream("GET", path, params=params) as resp:
                     resp.raise_for_status()
                     for line in resp.iter_lines():

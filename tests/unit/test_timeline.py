@@ -295,3 +295,15 @@ def test_trials_and_directions_are_kept_apart() -> None:
     assert one(hops, "ready_to_traffic", ALL_NODES, trial=2)["latency_ms"] == 115.5
     assert one(hops, "slice_to_sync", "a", direction="remove")["latency_ms"] == 30.0
     assert len(hops) == 2 * 14 + (2 + 5 * 3)  # removal: 2 cluster hops, 5 per-node hops
+
+
+def test_modes_and_services_with_equal_trial_numbers_stay_apart() -> None:
+    """One run measures several modes (and Services) under the same trial numbers."""
+    ipt = add_trial()
+    nft = [{**e, "proxy_mode": "iptables", "t_ns": e["t_ns"] + 20 * MS} for e in add_trial()]
+    other = [{**e, "service": "svc-2", "t_ns": e["t_ns"] + 7 * MS} for e in add_trial()]
+    hops = hops_of(*ipt, *nft, *other)
+    e2e = hops[(hops["hop"] == "ready_to_slice")]
+    assert sorted(zip(e2e["proxy_mode"], e2e["service"])) == [
+        ("iptables", "svc-1"), ("nftables", "svc-1"), ("nftables", "svc-2")]
+    assert (e2e["latency_ms"] == 30.0).all()

@@ -1,0 +1,131 @@
+"""The main job on the real local cluster: every hop per node, causality, ground truth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import runner
+from bench.local import cluster, teardown
+from bench.local.spec import ClusterSpec
+from bench.providers.local import LocalProvider
+from bench.results import load_events, load_hops, load_meta
+from bench.scenario import ScenarioConfig
+from bench.schema import ALL_NODES, HOPS, Ev
+
+TRIALS = 8
+
+
+def _run(spec: ClusterSpec, tools, out: Path, modes: tuple[str, ...], trials: int = TRIALS,
+         interval_ms: float = 5.0) -> Path:  # type: ignore[no-untyped-def]
+    provider = LocalProvider(spec, tools)
+    cfg = runner.RunConfig(modes=modes, out_dir=out, scenario=ScenarioConfig(
+        trials=trials, probe_interval_ms=interval_ms, trial_timeout_s=20))
+    try:
+        return runner.run(provider, cfg, say=lambda m: None)
+    finally:
+        provider.close()
+
+
+@pytest.fixture(scope="module")
+def meas_cluster(tools) -> Iterator[ClusterSpec]:  # type: ignore[no-untyped-def]
+    spec = cluster.up(ClusterSpec(name="hbmeas", nodes=2), say=lambda m: None, tools=tools)
+    yield spec
+    teardown.teardown(spec)
+
+
+@pytest.fixture(scope="module")
+def default_run(meas_cluster: ClusterSpec, tools, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    return _run(meas_cluster, tools, tmp_path_factory.mktemp("run") / "default",
+                ("iptables", "nftables"))
+
+
+def test_every_node_has_every_hop_or_a_reason(default_run: Path) -> None:
+    hops = load_hops(default_run)
+    for mode in ("iptables", "nftables"):
+        for direction in ("add", "remove"):
+            sub = hops[(hops.proxy_mode == mode) & (hops.direction == direction)]
+            assert sub.trial.nunique() == TRIALS
+            for hop in (h for h in HOPS if h.direction == direction and h.per_node):
+                rows = sub[sub.hop == hop.name]
+                for node in ("n1", "n2", ALL_NODES):
+                    r = rows[rows.node == node]
+                    assert len(r) == TRIALS, (mode, hop.name, node)
+                    ok = r.latency_ms.notna() | (r.censored & (r.censor_reason != ""))
+                    assert ok.all(), r[~ok]
+    assert hops.censored.mean() < 0.05, hops[hops.censored]
+
+
+def _t(ev: pd.DataFrame, event: str) -> pd.DataFrame:
+    sub = ev[ev.event == event].copy()
+    sub["t"] = sub.t_ns + sub.offset_ns
+    sub["res"] = sub.resolution_ns + sub.uncertainty_ns
+    return sub.groupby(["proxy_mode", "trial", "node"])[["t", "res"]].min()
+
+
+def test_causality_within_resolution(default_run: Path) -> None:
+    ev = load_events(default_run)
+    ev = ev[ev.direction == "add"]
+    t1 = _t(ev, Ev.POD_READY).droplevel("node")
+    t2 = _t(ev, Ev.SLICE_READY).droplevel("node")
+    t4 = _t(ev, Ev.RULE_PRESENT)
+    t5 = _t(ev, Ev.FIRST_SUCCESS)
+    assert (t2.t - t1.t >= -(t1.res + t2.res)).all()
+    chain = t4.join(t2, rsuffix="2").join(t5, rsuffix="5")
+    assert len(chain) == 2 * 2 * TRIALS
+    assert (chain.t - chain.t2 >= -(chain.res + chain.res2)).all()
+    assert (chain.t5 - chain.t >= -(chain.res5 + chain.res)).all()
+
+
+def test_run_json_records_instruments(default_run: Path) -> None:
+    meta = load_meta(default_run)
+    assert meta["status"] == "finished" and meta["provider"] == "local"
+    for mode in ("iptables", "nftables"):
+        m = meta["modes"][mode]
+        assert m["trials_per_minute"] > 0
+        agents = m["resolution"]["agents"]
+        assert set(agents) == {"n1", "n2"}
+        expected = "nft-monitor"  # nftables mode, and iptables-nft on this host
+        assert all(a["rule_method"] == expected for a in agents.values())
+        assert all(0 < c < 1 for c in m["agent_cpu_fraction"].values())
+        assert all(abs(o["offset_ns"]) < 5_000_000 for o in m["clock_offsets"].values())
+        assert any(s["counts"] for s in m["sli"]["after"].values())
+
+
+def test_prober_interval_bounds_rule_to_traffic(meas_cluster: ClusterSpec, tools,
+                                                tmp_path: Path, default_run: Path) -> None:  # type: ignore[no-untyped-def]
+    slow = _run(meas_cluster, tools, tmp_path / "slow", ("nftables",), trials=6,
+                interval_ms=50.0)
+    fast = load_hops(default_run)
+    fast = fast[(fast.proxy_mode == "nftables") & (fast.hop == "rule_to_traffic")
+                & (fast.node != ALL_NODES)].latency_ms.median()
+    slow_h = load_hops(slow)
+    slow_m = slow_h[(slow_h.hop == "rule_to_traffic")
+                    & (slow_h.node != ALL_NODES)].latency_ms.median()
+    print(f"median rule->first answer: {fast:.1f} ms at 5 ms, {slow_m:.1f} ms at 50 ms")
+    assert fast < 4 * 5 + 10  # a new pod gets half the requests: ~2 intervals expected
+    assert slow_m > fast and slow_m < 4 * 50 + 10
+
+
+def test_ground_truth_endpointslice_batch_period(default_run: Path, tools, tmp_path: Path
+                                                 ) -> None:  # type: ignore[no-untyped-def]
+    spec = cluster.up(ClusterSpec(name="hbbatch", nodes=2, component_args={
+        "kube-controller-manager": ["--endpointslice-updates-batch-period=1s"]}),
+        say=lambda m: None, tools=tools)
+    try:
+        batched = _run(spec, tools, tmp_path / "batched", ("nftables",))
+    finally:
+        teardown.teardown(spec)
+    base = load_hops(default_run)
+    base = base[base.proxy_mode == "nftables"]
+    slow = load_hops(batched)
+    rise = {}
+    for hop in ("unready_to_slice", "ready_to_slice"):
+        rise[hop] = slow[slow.hop == hop].latency_ms.median() - \
+            base[base.hop == hop].latency_ms.median()
+    print(f"median rise with a 1 s batch period: {rise}")
+    assert abs(rise["unready_to_slice"] - 1000) <= 100
+    assert 0 < rise["ready_to_slice"] <= 1100
