@@ -258,6 +258,13 @@ def main() -> None:
         code = getattr(exc, "exit_code", 1)
         console.print(f"[red]hopbench: error:[/red] {exc}", highlight=False)
         sys.exit(code)
+    except ValueError as exc:  # analysis errors (bad run dirs, provenance) are ValueErrors
+        from analysis.errors import AnalysisError
+
+        if not isinstance(exc, AnalysisError):
+            raise
+        console.print(f"[red]hopbench: error:[/red] {exc}", highlight=False)
+        sys.exit(2)
     except KeyboardInterrupt:
         console.print("hopbench: interrupted")
         sys.exit(130)

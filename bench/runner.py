@@ -30,7 +30,7 @@ from bench.results import RunStore
 from bench.scenario import Lane, ScenarioConfig, split_trials
 from bench.schema import Ev, EventRow
 from bench.sources.agents import AgentStore
-from bench.sources.apiwatch import ApiWatch
+from bench.sources.apiwatch import WATCH_RESOLUTION_NS, ApiWatch
 from bench.sources.audit import AuditTail
 from bench.sources.base import Registry, TrialRef, row
 
@@ -210,7 +210,8 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
         store.flush()
         cpu = {n: agents.cpu_fraction(n) for n in agents.nodes}
         mode_meta = {
-            "resolution": {"api_watch_ns": 1_000_000, "audit_ns": 1_000,
+            "watch_delay_ms": _watch_delay(store, mode),
+            "resolution": {"api_watch_ns": WATCH_RESOLUTION_NS, "audit_ns": 1_000,
                            "agents": agents.resolutions()},
             "clock_offsets": agents.offsets(),
             "agent_cpu_fraction": cpu,
@@ -218,7 +219,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             "trials_per_minute": round(len(todo) * 2 / elapsed * 60, 1),
             "proxy_switch_s": round(switch_s, 2),
             "watch_restarts": watch.restarts, "agent_errors": dict(agents.errors),
-            "sli": {"before": _sli(sli_before), "after": _sli(sli_after)},
+            "sli": _sli_delta(_sli(sli_before), _sli(sli_after)),
         }
         kpc = getattr(provider, "kube_proxy_config", None)
         if kpc:
@@ -239,6 +240,28 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             pass
 
 
+def _watch_delay(store: RunStore, mode: str) -> dict[str, float]:
+    """Self-check of the API watch: receive time minus the audit log's stageTimestamp of
+    the same write, for pod Ready and slice updates (quantiles in ms)."""
+    from bench.results import load_events
+
+    ev = load_events(store.path)
+    ev = ev[ev.proxy_mode == mode]
+    out: dict[str, float] = {}
+    for watched, audited in ((Ev.POD_READY, Ev.AUDIT_STATUS), (Ev.SLICE_READY, Ev.AUDIT_SLICE)):
+        key = ["trial", "service", "direction"]
+        a = ev[ev.event == watched].groupby(key).t_ns.min()
+        b = ev[ev.event == audited].groupby(key).t_ns.max()
+        d = ((a - b).dropna() / 1e6)
+        d = d[d >= 0]  # a negative delta means the audit entry was not flushed yet
+        if len(d):
+            out[f"{watched}_p50"] = round(float(d.quantile(0.5)), 2)
+            out[f"{watched}_p90"] = round(float(d.quantile(0.9)), 2)
+            out[f"{watched}_max"] = round(float(d.max()), 2)
+            out[f"{watched}_n"] = float(len(d))
+    return out
+
+
 def _k8s_tag(provider: Provider) -> str:
     return str(provider.provenance().get("kubernetes_version", "latest"))
 
@@ -256,6 +279,19 @@ def _sli(metrics: dict[str, str]) -> dict[str, Any]:
                 counts.append(float(line.rsplit(None, 1)[1]))
         out[node] = {"buckets_s": [b if b != math.inf else "+Inf" for b in buckets],
                      "counts": counts}
+    return out
+
+
+def _sli_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Per-bucket counts of this mode's trials only: kube-proxy's counters run from its
+    start, so the histogram is the difference of the end and start snapshots, de-cumulated."""
+    out: dict[str, Any] = {}
+    for node, a in after.items():
+        b = before.get(node, {})
+        base = b.get("counts") if b.get("buckets_s") == a["buckets_s"] else None
+        cum = [x - (base[i] if base else 0.0) for i, x in enumerate(a["counts"])]
+        per = [c - (cum[i - 1] if i else 0.0) for i, c in enumerate(cum)]
+        out[node] = {"buckets_s": a["buckets_s"], "counts": per, "cumulative": False}
     return out
 
 

@@ -20,10 +20,10 @@ TRIALS = 8
 
 
 def _run(spec: ClusterSpec, tools, out: Path, modes: tuple[str, ...], trials: int = TRIALS,
-         interval_ms: float = 5.0) -> Path:  # type: ignore[no-untyped-def]
+         interval_ms: float = 5.0, spacing_s: float = 0.0) -> Path:  # type: ignore[no-untyped-def]
     provider = LocalProvider(spec, tools)
     cfg = runner.RunConfig(modes=modes, out_dir=out, scenario=ScenarioConfig(
-        trials=trials, probe_interval_ms=interval_ms, trial_timeout_s=20))
+        trials=trials, probe_interval_ms=interval_ms, trial_timeout_s=20, spacing_s=spacing_s))
     try:
         return runner.run(provider, cfg, say=lambda m: None)
     finally:
@@ -63,21 +63,24 @@ def _t(ev: pd.DataFrame, event: str) -> pd.DataFrame:
     sub = ev[ev.event == event].copy()
     sub["t"] = sub.t_ns + sub.offset_ns
     sub["res"] = sub.resolution_ns + sub.uncertainty_ns
-    return sub.groupby(["proxy_mode", "trial", "node"])[["t", "res"]].min()
+    return sub.groupby(["proxy_mode", "trial", "node"])[["t", "res"]].min().reset_index()
 
 
 def test_causality_within_resolution(default_run: Path) -> None:
     ev = load_events(default_run)
     ev = ev[ev.direction == "add"]
-    t1 = _t(ev, Ev.POD_READY).droplevel("node")
-    t2 = _t(ev, Ev.SLICE_READY).droplevel("node")
+    key = ["proxy_mode", "trial"]
+    t1 = _t(ev, Ev.POD_READY).drop(columns="node")
+    t2 = _t(ev, Ev.SLICE_READY).drop(columns="node")
+    t12 = t1.merge(t2, on=key, suffixes=("1", "2"))
+    assert len(t12) == 2 * TRIALS
+    assert (t12.t2 - t12.t1 >= -(t12.res1 + t12.res2)).all(), t12
     t4 = _t(ev, Ev.RULE_PRESENT)
     t5 = _t(ev, Ev.FIRST_SUCCESS)
-    assert (t2.t - t1.t >= -(t1.res + t2.res)).all()
-    chain = t4.join(t2, rsuffix="2").join(t5, rsuffix="5")
+    chain = t4.merge(t5, on=[*key, "node"], suffixes=("4", "5")).merge(t2, on=key)
     assert len(chain) == 2 * 2 * TRIALS
-    assert (chain.t - chain.t2 >= -(chain.res + chain.res2)).all()
-    assert (chain.t5 - chain.t >= -(chain.res5 + chain.res)).all()
+    assert (chain.t4 - chain.t >= -(chain.res4 + chain.res)).all(), chain
+    assert (chain.t5 - chain.t4 >= -(chain.res5 + chain.res4)).all(), chain
 
 
 def test_run_json_records_instruments(default_run: Path) -> None:
@@ -92,7 +95,7 @@ def test_run_json_records_instruments(default_run: Path) -> None:
         assert all(a["rule_method"] == expected for a in agents.values())
         assert all(0 < c < 1 for c in m["agent_cpu_fraction"].values())
         assert all(abs(o["offset_ns"]) < 5_000_000 for o in m["clock_offsets"].values())
-        assert any(s["counts"] for s in m["sli"]["after"].values())
+        assert any(sum(s["counts"]) > 0 for s in m["sli"].values())
 
 
 def test_prober_interval_bounds_rule_to_traffic(meas_cluster: ClusterSpec, tools,
@@ -116,7 +119,9 @@ def test_ground_truth_endpointslice_batch_period(default_run: Path, tools, tmp_p
         "kube-controller-manager": ["--endpointslice-updates-batch-period=1s"]}),
         say=lambda m: None, tools=tools)
     try:
-        batched = _run(spec, tools, tmp_path / "batched", ("nftables",))
+        # spacing >= the batch period: no other update of the Service's pods is still
+        # queued when the delete arrives, so the removal waits the full period
+        batched = _run(spec, tools, tmp_path / "batched", ("nftables",), spacing_s=1.5)
     finally:
         teardown.teardown(spec)
     base = load_hops(default_run)
@@ -128,4 +133,6 @@ def test_ground_truth_endpointslice_batch_period(default_run: Path, tools, tmp_p
             base[base.hop == hop].latency_ms.median()
     print(f"median rise with a 1 s batch period: {rise}")
     assert abs(rise["unready_to_slice"] - 1000) <= 100
+    # an add is batched with the pod's earlier status writes (container started), which
+    # precede Ready by the readiness probe's random first delay: up to, not exactly, 1 s
     assert 0 < rise["ready_to_slice"] <= 1100

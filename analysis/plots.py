@@ -1,0 +1,91 @@
+"""The figures of a report, by name: what each shows, and how to render them all to PNG.
+
+The figure functions live in `plots_dist` (distributions, mode ratios) and `plots_chain`
+(nodes, the chain, the SLI); this module names them, so the report, the notebooks and the
+tests agree on one list. Each entry draws from a `RunData` and its `stats.Tables` and
+returns an Agg `Figure`; an absent input (no removal trials, no SLI in run.json) yields a
+panel that says so, never a missing file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from analysis.load import RunData
+from analysis.plotkit import plot_frame, save
+from analysis.plots_chain import nodes_figure, sli_figure, waterfall_figure
+from analysis.plots_dist import blackhole_figure, box_figure, ecdf_figure, ratio_figure
+from analysis.sli import SliHistogram, parse_sli
+from analysis.stats import Settings, Tables, summary_tables
+
+__all__ = [
+    "FIGURES", "FigureSpec", "blackhole_figure", "box_figure", "ecdf_figure", "nodes_figure",
+    "ratio_figure", "render_all", "sli_figure", "sli_of", "waterfall_figure",
+]
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A named figure of the report and the sentence that explains it."""
+
+    name: str
+    caption: str
+    draw: Callable[[RunData, Tables], Figure]
+
+
+def sli_of(data: RunData) -> tuple[list[SliHistogram], list[str]]:
+    """Every SLI histogram in the runs' run.json, and the problems met reading them."""
+    hists: list[SliHistogram] = []
+    problems: list[str] = []
+    for run_id, meta in data.meta.items():
+        found, bad = parse_sli(meta, run_id)
+        hists += found
+        problems += [f"{run_id}: {p}" for p in bad]
+    return hists, problems
+
+
+def _sli(data: RunData, _: Tables) -> Figure:
+    hists, problems = sli_of(data)
+    return sli_figure(data.hops, hists, problems)
+
+
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("ecdf_add", "Add: ECDF of each hop, modes overlaid. A curve stopping below 1 "
+               "leaves room for censored trials.", lambda d, t: ecdf_figure(d.hops, "add")),
+    FigureSpec("ecdf_remove", "Remove: ECDF of each hop, modes overlaid.",
+               lambda d, t: ecdf_figure(d.hops, "remove")),
+    FigureSpec("box_add", "Add: box per hop and mode from censoring-aware quantiles.",
+               lambda d, t: box_figure(d.hops, "add")),
+    FigureSpec("box_remove", "Remove: box per hop and mode.",
+               lambda d, t: box_figure(d.hops, "remove")),
+    FigureSpec("ratios", "Each mode's median over the baseline's, per hop, with its bootstrap "
+               "interval.", lambda d, t: ratio_figure(t.ratios)),
+    FigureSpec("nodes", "End-to-end p50 and p99 per node and mode: the slow node stands out.",
+               lambda d, t: nodes_figure(d.hops)),
+    FigureSpec("waterfall", "The median add trial of each mode, hop by hop, one row per node.",
+               lambda d, t: waterfall_figure(d.hops)),
+    FigureSpec("blackhole", "Removal black-hole window and failed requests per node × trial.",
+               lambda d, t: blackhole_figure(d.hops)),
+    FigureSpec("sli", "kube-proxy's SLI histogram beside the direct measurement of the same "
+               "interval.", _sli),
+)
+
+
+def render_all(data: RunData, out_dir: Path | str, tables: Tables | None = None,
+               settings: Settings | None = None) -> dict[str, Path]:
+    """Draw every figure of FIGURES into `out_dir/<name>.png`; name -> path.
+
+    `tables` are computed (with `settings`) when not given.
+    """
+    out = Path(out_dir)
+    tables = tables if tables is not None else summary_tables(data.hops, settings)
+    data = replace(data, hops=plot_frame(data.hops))  # once, not in every figure
+    paths = {}
+    for spec in FIGURES:
+        fig = spec.draw(data, tables)
+        paths[spec.name] = save(fig, out / f"{spec.name}.png")
+    return paths

@@ -1,0 +1,217 @@
+"""`write_report`: run directories in, PNGs + CSV tables + one self-contained report.html out.
+
+The CLI's `hopbench report RUN_DIR... --out DIR` calls this plain function; so can nox and
+notebooks. The HTML embeds every PNG as base64 and needs no network or sibling files, so it
+can be mailed or attached to an issue as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.frame import label
+from analysis.load import KEY_PROVENANCE, RunData, load_runs
+from analysis.plotkit import fmt_ms
+from analysis.plots import FIGURES, render_all, sli_of
+from analysis.stats import Settings, Tables, summary_tables
+
+#: key in the returned dict -> (Tables attribute, file name)
+CSV_FILES = {"summary_csv": ("summary", "summary.csv"),
+             "ratios_csv": ("ratios", "mode_ratios.csv"),
+             "nodes_csv": ("nodes", "node_stats.csv"),
+             "spread_csv": ("spread", "node_spread.csv")}
+HTML_FILE = "report.html"
+
+
+def write_report(run_dirs: Iterable[Path | str] | Path | str, out_dir: Path | str, *,
+                 allow_mixed: bool = False, settings: Settings | None = None) -> dict[str, Path]:
+    """Write every figure (<name>.png), the CSV tables and report.html into `out_dir`.
+
+    Returns name -> path: one key per figure of `analysis.plots.FIGURES`, plus
+    summary_csv, ratios_csv, nodes_csv, spread_csv and html (report.html). Raises an
+    `errors.AnalysisError` on bad input, e.g. `ProvenanceMismatch` for runs that must not
+    be pooled (unless allow_mixed); nothing is written then.
+    """
+    dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    data = load_runs(dirs, allow_mixed=allow_mixed)
+    cfg = settings or Settings()
+    tables = summary_tables(data.hops, cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = render_all(data, out, tables)
+    for key, (attr, name) in CSV_FILES.items():
+        frame: pd.DataFrame = getattr(tables, attr)
+        frame.to_csv(out / name, index=False)
+        paths[key] = out / name
+    page = render_html(data, tables, paths, cfg)
+    paths["html"] = out / HTML_FILE
+    paths["html"].write_text(page, encoding="utf-8")
+    return paths
+
+
+def render_html(data: RunData, tables: Tables, figures: dict[str, Path],
+                cfg: Settings) -> str:
+    """The report page as one HTML string with the PNGs of `figures` inlined."""
+    body = [
+        (f"<h1>hopbench report</h1><p class=meta>generated {_now()} from "
+         f"{len(data.runs)} run(s); {cfg.confidence:.0%} bootstrap intervals "
+         f"({cfg.n_boot} trial resamples, seed {cfg.seed})</p>"),
+        _warnings(data, tables),
+        "<h2>Runs</h2>", _table(data.runs), _run_json(data),
+        "<h2>Latency per hop</h2>",
+        ("<p>Per-node hops are pooled over nodes (scope <i>node</i>); <i>all-nodes</i> is the "
+         "time until every node had converged. Censored trials count in n; a quantile that "
+         "falls among them is shown as “&gt; bound (censored)”.</p>"),
+        _table(_summary_view(tables.summary)),
+        "<h2>Mode vs baseline: ratio of medians</h2>",
+        "<p>&lt; 1 means faster than the baseline.</p>", _table(_ratio_view(tables.ratios)),
+        "<h2>Per-node spread</h2>",
+        ("<p><i>separated</i>: the slowest node's median CI lies wholly above the fastest "
+         "node's.</p>"), _table(_spread_view(tables.spread)),
+        "<h2>Figures</h2>",
+        *(_figure(spec.name, spec.caption, figures[spec.name]) for spec in FIGURES
+          if spec.name in figures),
+        _method(),
+    ]
+    return _PAGE.format(body="\n".join(body))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _warnings(data: RunData, tables: Tables) -> str:
+    notes = []
+    unfinished = data.runs.loc[data.runs["status"] != "finished", ["run_id", "status"]]
+    for run_id, status in unfinished.itertuples(index=False, name=None):
+        notes.append(f"run {run_id} is {status or 'of unknown status'}: it may be incomplete")
+    for key in KEY_PROVENANCE:
+        values = data.runs[key].astype(str).unique()
+        if len(values) > 1:
+            notes.append(f"runs pooled although {key} differs: {', '.join(values)}")
+    summary = tables.summary
+    if not summary.empty and summary["n_flagged"].sum():
+        notes.append(f"{int(summary['n_flagged'].sum())} rows are flagged (e.g. negative "
+                     "intervals); they are kept, not clamped")
+    _, problems = sli_of(data)
+    notes += [f"SLI: {p}" for p in problems]
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"<div class=warn><b>Read with care</b><ul>{items}</ul></div>"
+
+
+def _run_json(data: RunData) -> str:
+    parts = []
+    for run_id, meta in data.meta.items():
+        shown = {k: v for k, v in meta.items() if k != "sli"}
+        text = html.escape(json.dumps(shown, indent=2, sort_keys=True, default=str))
+        parts.append(f"<details><summary>run.json of {html.escape(run_id)}</summary>"
+                     f"<pre>{text}</pre></details>")
+    return "\n".join(parts)
+
+
+def _q(row: pd.Series, name: str) -> str:
+    value = row[f"{name}_ms"]
+    if np.isposinf(value):
+        bound = row.get("censored_above_ms", np.nan)
+        return f"> {fmt_ms(bound)} (censored)" if np.isfinite(bound) else "censored"
+    lo, hi = row[f"{name}_lo_ms"], row[f"{name}_hi_ms"]
+    if np.isnan(lo):
+        return fmt_ms(value)
+    return f"{fmt_ms(value)} [{fmt_ms(lo)}, {fmt_ms(hi)}]"
+
+
+def _summary_view(summary: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in summary.iterrows():
+        rows.append({
+            "direction": r["direction"], "scenario": r["scenario"], "mode": r["proxy_mode"],
+            "hop": r["label"], "scope": r["scope"], "n": r["n"],
+            "censored": f"{r['n_censored']} ({r['censored_frac']:.1%})",
+            "p50": _q(r, "p50"), "p90": _q(r, "p90"), "p99": _q(r, "p99"),
+            "max": _q(r, "max"), "flagged": r["n_flagged"],
+        })
+    return pd.DataFrame(rows)
+
+
+def _ratio_view(ratios: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in ratios.iterrows():
+        interval = ("" if np.isnan(r["ratio_lo"])
+                    else f" [{r['ratio_lo']:.2f}, {r['ratio_hi']:.2f}]")
+        rows.append({
+            "direction": r["direction"], "scenario": r["scenario"],
+            "hop": label(r["direction"], r["hop"]), "scope": r["scope"],
+            "mode": f"{r['proxy_mode']} vs {r['baseline']}",
+            "median": f"{fmt_ms(r['p50_ms'])} vs {fmt_ms(r['baseline_p50_ms'])}",
+            "ratio": f"{r['ratio']:.2f}{interval}" + (" (censored)" if r["censored"] else ""),
+        })
+    return pd.DataFrame(rows)
+
+
+def _spread_view(spread: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in spread.iterrows():
+        rows.append({
+            "direction": r["direction"], "scenario": r["scenario"], "mode": r["proxy_mode"],
+            "hop": label(r["direction"], r["hop"]), "nodes": r["n_nodes"],
+            "slowest node": f"{r['slowest_node']}: p50 {fmt_ms(r['slowest_p50_ms'])}"
+                            f" [{fmt_ms(r['slowest_p50_lo_ms'])}, "
+                            f"{fmt_ms(r['slowest_p50_hi_ms'])}]",
+            "fastest node": f"{r['fastest_node']}: p50 {fmt_ms(r['fastest_p50_ms'])}",
+            "p50 spread": fmt_ms(r["spread_p50_ms"]), "separated": r["separated"],
+        })
+    return pd.DataFrame(rows)
+
+
+def _table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "<p><i>no rows</i></p>"
+    return str(df.to_html(index=False, border=0, classes="t", na_rep="", escape=True))
+
+
+def _figure(name: str, caption: str, path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f"<figure id={html.escape(name)}><img alt=\"{html.escape(name)}\" "
+            f"src=\"data:image/png;base64,{data}\"><figcaption>{html.escape(caption)}"
+            "</figcaption></figure>")
+
+
+def _method() -> str:
+    return ("<h2>Method</h2><ul>"
+            "<li>Quantiles are inverted-CDF order statistics (always a measured value).</li>"
+            "<li>Censored trials (timeouts) are right-censored beyond every observed value: "
+            "the Kaplan-Meier estimate then equals the ECDF with censored trials at +∞, so a "
+            "quantile in the censored mass is reported as censored, never computed from the "
+            "uncensored trials alone.</li>"
+            "<li>Intervals: percentile bootstrap resampling whole trials, so the correlated "
+            "per-node rows of one trial move together.</li>"
+            "<li>kube-proxy's SLI histogram is a cross-check: 250 ms+ buckets and a start "
+            "time truncated to the second.</li></ul>")
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>hopbench report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1500px; color: #222; }}
+h1 {{ margin-bottom: 0; }} .meta {{ color: #666; margin-top: .2em; }}
+table.t {{ border-collapse: collapse; font-size: 13px; margin: .5em 0 1.5em; }}
+table.t th, table.t td {{ padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: left; }}
+table.t th {{ background: #f3f3f3; }}
+.warn {{ background: #fff4e5; border: 1px solid #f0a040; padding: .5em 1em; margin: 1em 0; }}
+figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; border: 1px solid #eee; }}
+figcaption {{ color: #555; font-size: 14px; }}
+pre {{ background: #f7f7f7; padding: .5em; font-size: 12px; overflow-x: auto; }}
+</style></head><body>
+{body}
+</body></html>
+"""

@@ -1,0 +1,53 @@
+"""The notebooks in analysis/notebooks run top to bottom against a run directory.
+
+They read the run named by $HOPBENCH_RUN_DIR; here that is a synthetic run, in CI the committed
+sample. A cell that raises, or writes to stderr (a warning), fails the test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from analysis_synth import make_run
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "analysis" / "notebooks")
+                   .glob("*.ipynb"))
+
+
+def test_the_three_notebooks_exist() -> None:
+    assert {p.stem for p in NOTEBOOKS} == {"explore_run", "compare_modes", "node_tails"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_has_no_outputs(path: Path) -> None:
+    book = nbformat.read(path, as_version=4)
+    nbformat.validate(book)
+    for cell in book.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, path.name
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("nb") / "sample", trials=120,
+                    modes=("iptables", "nftables", "ipvs"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes(path: Path, sample_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOPBENCH_RUN_DIR", str(sample_run))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")  # silences jupyter_core's path warning
+    monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    book = nbformat.read(path, as_version=4)
+    client = NotebookClient(book, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    outputs = [o for cell in book.cells if cell.cell_type == "code" for o in cell.outputs]
+    errors = [o for o in outputs if o.output_type == "error"]
+    stderr = [o.text for o in outputs if o.output_type == "stream" and o.name == "stderr"]
+    assert not errors and not stderr, (errors, stderr)
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert images, f"{path.name} drew no figure"
