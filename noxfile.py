@@ -7,6 +7,8 @@ local cluster needs. `bench` is the main job. Expensive sessions pass posargs th
 from __future__ import annotations
 
 import os
+import shutil
+from datetime import UTC, datetime
 
 import nox
 
@@ -42,11 +44,28 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "tests/unit", "tests/integration", *session.posargs)
 
 
+def _run_and_report(session: nox.Session, out: str, trials: str) -> None:
+    session.run("hopbench", "run", "--nodes", "2", "--proxy-mode", "iptables,nftables",
+                "--scenario", "scale-up,delete", "--trials", trials, "--out", out,
+                *session.posargs)
+    session.run("hopbench", "report", out, "--out", f"{out}/report")
+
+
 @nox.session(python=PY)
 def bench(session: nox.Session) -> None:
-    """The main job: local cluster (2 nodes), scale-up and delete, iptables and nftables."""
+    """The main job: local cluster (2 nodes), scale-up and delete, iptables and nftables,
+    100 trial pairs each, into results/<timestamp>/ with plots and report.html."""
     _install(session)
     _prepare_host(session)
-    args = session.posargs or ["--trials", "100"]
-    session.run("hopbench", "run", "--nodes", "2", "--proxy-mode", "iptables,nftables",
-                "--scenario", "scale-up,delete", *args)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    _run_and_report(session, f"results/{stamp}", "100")
+
+
+@nox.session(python=PY)
+def sample(session: nox.Session) -> None:
+    """Regenerate the committed sample run (results/sample) on the local cluster."""
+    _install(session)
+    _prepare_host(session)
+    shutil.rmtree("results/sample", ignore_errors=True)
+    _run_and_report(session, "results/sample", "20")
+    shutil.rmtree("results/sample/report", ignore_errors=True)  # keep the repo small

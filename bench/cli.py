@@ -163,6 +163,18 @@ def show(run_dir: str) -> None:
 
 
 @app.command()
+def reassemble(run_dir: str) -> None:
+    """Re-derive hops.parquet from the run's raw events with this version's timeline rules."""
+    from bench.results import load_events, write_hops
+    from bench.timeline import assemble
+
+    path = Path(run_dir)
+    hops = assemble(load_events(path))
+    write_hops(path, hops)
+    say(f"{path / 'hops.parquet'}: {len(hops)} hop rows from the raw events")
+
+
+@app.command()
 def report(run_dirs: list[str],
            out_dir: Annotated[Optional[str], typer.Option("--out", help="Output dir.")] = None,
            allow_mixed: Annotated[bool, typer.Option(help="Merge runs whose provenance differs.")

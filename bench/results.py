@@ -186,6 +186,11 @@ def _recover(path: Path) -> tuple[list[EventRow], list[EventRow]]:
     return kept, dropped
 
 
+def write_hops(run_dir: Path | str, hops: pd.DataFrame) -> None:
+    """Replace a run's hops.parquet atomically (e.g. re-derived by a newer timeline)."""
+    _write_parquet(Path(run_dir) / HOPS, hops)
+
+
 def load_meta(run_dir: Path | str) -> dict[str, Any]:
     """run.json of a run directory, checked to be one this code can read."""
     path = Path(run_dir) / RUN_JSON

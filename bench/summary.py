@@ -71,16 +71,22 @@ def _order(line: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def render(df: pd.DataFrame, title: str = "latency per hop (ms)") -> Table:
     """A rich table of `summary_table` output; inf shows as "censored", NaN as "-"."""
-    table = Table(title=title, caption="censored samples count as +inf; quantiles nearest-rank")
-    for name in ("mode", "scenario", "dir", "hop", "over"):
-        table.add_column(name)
+    table = Table(title=title, caption="ms; censored samples count as +inf; nearest-rank "
+                  "quantiles; 'all' = slowest node per trial", caption_justify="left")
+    table.add_column("mode / scenario / hop", no_wrap=True)
+    table.add_column("over")
     for name in ("n", "cens", "neg", "p50", "p90", "p99", "max"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
+    group = None
     for r in df.to_dict("records"):
-        hop = _LABEL.get((str(r["direction"]), str(r["hop"])), str(r["hop"]))
+        key = (str(r["proxy_mode"]), str(r["scenario"]))
+        if key != group:
+            group = key
+            table.add_section()
+            table.add_row(f"[bold]{key[0]} / {key[1]}[/]", *[""] * 8)
+        scope = {"all-nodes": "all"}.get(str(r["scope"]), str(r["scope"]))
         table.add_row(
-            str(r["proxy_mode"]), str(r["scenario"]), str(r["direction"]), hop, str(r["scope"]),
-            str(r["n"]), str(r["censored"]), str(r["negative"]),
+            f"  {r['hop']}", scope, str(r["n"]), str(r["censored"]), str(r["negative"]),
             *(_ms(float(r[c])) for c in (*QUANTILES, "max_ms")),
         )
     return table
@@ -91,4 +97,4 @@ def _ms(value: float) -> str:
         return "-"
     if math.isinf(value):
         return "[yellow]censored[/]" if value > 0 else "-inf"
-    return f"{value:,.2f}"
+    return f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"

@@ -24,6 +24,11 @@ CLUSTER_EVENTS = frozenset(e for h in HOPS if not h.per_node for e in (h.start, 
 LATEST = frozenset({Ev.LAST_SUCCESS, Ev.FAIL_LAST})
 #: the relevant event is the first one at or after this cluster event (older ones are stale)
 ANCHOR = {Ev.PROXY_SYNC: {"add": Ev.SLICE_READY, "remove": Ev.SLICE_UNREADY}}
+#: ...and among those, the one nearest this node event when there is one: the sync that
+#: wrote the rule ends a few ms after the rule is live, while a sync that merely ended
+#: after the harness saw the slice (it started earlier, or kube-proxy saw the slice later)
+#: did not include the change and lies a whole sync period away from the rule.
+NEAREST = {Ev.PROXY_SYNC: {"add": Ev.RULE_PRESENT, "remove": Ev.RULE_ABSENT}}
 #: a hop between two of these is a window of failures: none seen on a live node means 0 ms
 ABSENT_MEANS_ZERO = frozenset({Ev.FAIL_FIRST, Ev.FAIL_LAST})
 #: the hop ending at one of these carries the event's `value` (the failure count)
@@ -95,8 +100,10 @@ def assemble(events: pd.DataFrame) -> pd.DataFrame:
       event of the run, so a node silent for a whole trial yields censored rows.
     - Several events of one name: the EARLIEST counts (first answer, first failure, starts),
       except `LATEST` (last_success, fail_last), which close a window, so the latest counts.
-      `ANCHOR`: proxy_sync is the first sync on the node at or after the trial's slice event;
+      `ANCHOR`: proxy_sync is a sync on the node at or after the trial's slice event;
       earlier (periodic or stale) syncs are ignored. No slice event -> no sync is chosen.
+      Among those, `NEAREST`: the one closest to the node's rule event when there is one,
+      else the first.
     - A missing start or end -> censored, latency NaN, reason "missing <event>", or the
       detail of a `censor` event of that node, else of the trial (CLUSTER), when there is one.
       A censor event never censors a hop whose two events are present.
@@ -211,6 +218,9 @@ def _pick(trial: _Trial, event: str, node: str) -> _Point | str:
         after = anchors[0].t_ns if anchors else None
         points = [p for p in points if after is not None and p.t_ns >= after]
         missing = f"missing {event} at or after {anchor}" if anchors else f"missing {anchor}"
+        near = trial.points.get((node, NEAREST.get(event, {}).get(trial.key[2], "")), [])
+        if points and near:
+            return min(points, key=lambda p: abs(p.t_ns - near[0].t_ns))
     if points:
         return points[-1] if event in LATEST else points[0]
     return trial.censor.get(where) or trial.censor.get(CLUSTER) or missing

@@ -189,9 +189,10 @@ def test_all_nodes_row_of_only_negative_values_is_flagged() -> None:
     assert row["latency_ms"] == -1.0 and row["flag"] == "negative"
 
 
-def test_proxy_sync_is_the_first_at_or_after_the_slice() -> None:
+def test_proxy_sync_is_the_one_after_the_slice_nearest_the_rule() -> None:
     # a periodic sync at 120 ms (before the slice at 130 ms) must be ignored, and so
-    # must a later one at 250 ms; for node b a sync exactly at the slice time counts
+    # must a later one at 250 ms; for node b a sync ending right when the harness saw the
+    # slice (130 ms) did not write the rule: the one nearest the rule (200 ms) did
     events = [
         *add_trial(),
         ev(Ev.PROXY_SYNC, 120, "a"), ev(Ev.PROXY_SYNC, 250, "a"),
@@ -200,8 +201,25 @@ def test_proxy_sync_is_the_first_at_or_after_the_slice() -> None:
     hops = hops_of(*events)
     assert one(hops, "slice_to_sync", "a")["latency_ms"] == 50.0
     assert one(hops, "sync_to_rule", "a")["latency_ms"] == 2.0
-    assert one(hops, "slice_to_sync", "b")["latency_ms"] == 0.0
-    assert one(hops, "sync_to_rule", "b")["latency_ms"] == 75.0
+    assert one(hops, "slice_to_sync", "b")["latency_ms"] == 70.0
+    assert one(hops, "sync_to_rule", "b")["latency_ms"] == 5.0
+
+
+def test_without_a_rule_event_the_first_sync_after_the_slice_counts() -> None:
+    events = [e for e in add_trial() if e["event"] != Ev.RULE_PRESENT]
+    hops = hops_of(*events, ev(Ev.PROXY_SYNC, 131, "b"))
+    assert one(hops, "slice_to_sync", "b")["latency_ms"] == 1.0
+
+
+def test_stale_sync_a_period_before_the_rule_is_not_chosen() -> None:
+    # kube-proxy (minSyncPeriod 1 s) ended a sync just after the slice without the change;
+    # the rule appears with the next sync a second later, which ends 8 ms after the rule
+    events = [e for e in add_trial() if e["node"] != "a"] + [
+        ev(Ev.PROXY_SYNC, 140, "a"), ev(Ev.RULE_PRESENT, 1132, "a"),
+        ev(Ev.PROXY_SYNC, 1140, "a"), ev(Ev.FIRST_SUCCESS, 1135, "a")]
+    hops = hops_of(*events)
+    assert one(hops, "slice_to_sync", "a")["latency_ms"] == 1010.0
+    assert one(hops, "sync_to_rule", "a")["latency_ms"] == -8.0
 
 
 def test_only_stale_proxy_syncs_censor_the_hop() -> None:
