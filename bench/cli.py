@@ -82,8 +82,10 @@ def run(
     nodes: Annotated[int, typer.Option(help="Nodes, when a local cluster is created.")] = 2,
     proxy_mode: Annotated[str, typer.Option(help="Modes to measure in turn, comma-separated.")
                           ] = "iptables,nftables",
-    scenario: Annotated[str, typer.Option(help="scale-up,delete")] = "scale-up,delete",
-    trials: Annotated[int, typer.Option(help="Trial pairs (add + remove) per mode.")] = 100,
+    scenario: Annotated[str, typer.Option(
+        help="Comma-separated: scale-up, delete, crash, readiness-flap.")] = "scale-up,delete",
+    trials: Annotated[int, typer.Option(
+        help="Cycles per mode; each records one trial per transition of --scenario.")] = 100,
     parallel: Annotated[int, typer.Option(help="Services measured in parallel.")] = 1,
     spacing_ms: Annotated[float, typer.Option(help="Pause between trials.")] = 0.0,
     trial_timeout: Annotated[float, typer.Option(help="Seconds before a trial is censored.")
@@ -96,6 +98,11 @@ def run(
     resume: Annotated[Optional[str], typer.Option(help="Continue an interrupted run dir.")
                       ] = None,
     keep_cluster: Annotated[bool, typer.Option(help="Keep a cluster this run created.")] = False,
+    agent_image: Annotated[Optional[str], typer.Option(
+        help="--kubeconfig: the agent image (default: the locally built one).")] = None,
+    max_skew: Annotated[Optional[float], typer.Option(
+        help="--kubeconfig: refuse when a node's clock offset is less certain than MS.")
+                        ] = None,
 ) -> None:
     """Measure every hop, per node, for each kube-proxy mode; write a run directory."""
     from pathlib import Path
@@ -107,44 +114,57 @@ def run(
     from bench.results import load_hops
 
     modes = tuple(check_mode(m.strip()) for m in proxy_mode.split(",") if m.strip())
-    add, remove = parse_scenarios(scenario)
+    scenarios = parse_scenarios(scenario)
     if trials < 1 or parallel < 1 or probe_interval_ms <= 0:
         raise UserError("--trials and --parallel must be >= 1, --probe-interval-ms > 0")
     cfg = runner.RunConfig(
         modes=modes, out_dir=Path(resume or out or runner.default_out_dir()),
         resume=bool(resume),
-        scenario=ScenarioConfig(add=add, remove=remove, trials=trials, parallel=parallel,
+        scenario=ScenarioConfig(scenarios=scenarios, trials=trials, parallel=parallel,
                                 spacing_s=spacing_ms / 1000, trial_timeout_s=trial_timeout,
                                 probe_interval_ms=probe_interval_ms))
     provider = _provider(cluster, kubeconfig, nodes, modes[0],
-                         parse_component_args(component_arg or []))
+                         parse_component_args(component_arg or []), modes=modes,
+                         agent_image=agent_image, max_skew_ms=max_skew,
+                         probe_interval_ms=probe_interval_ms)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                         TimeElapsedColumn(), console=console)
-    task = progress.add_task("trials", total=len(modes) * trials * 2, stats="")
+    total = len(modes) * trials * len(cfg.scenario.transitions)
+    task = progress.add_task("trials", total=total, stats="")
 
     def on_progress(p: runner.Progress) -> None:
         stats = (f"e2e p50 {p.quantile(0.5):.0f} ms  p99 {p.quantile(0.99):.0f} ms"
                  if p.e2e_ms else "")
         stats += f"  censored {p.censored}" if p.censored else ""
         progress.update(task, completed=p.done, description=f"{p.mode}", stats=stats)
+        if not console.is_terminal and p.done % 20 == 0:  # logs (CI, nox) still see progress
+            say(f"{p.mode}: {p.done}/{p.total} trials {stats}")
 
     try:
         with progress:
             out_dir = runner.run(provider, cfg, say=say, on_progress=on_progress)
     finally:
-        if not keep_cluster:
+        if not keep_cluster or kubeconfig:  # a kubeconfig run always removes its agents
             provider.close()
     stdout.print(render(summary_table(load_hops(out_dir)), title=f"hopbench {out_dir}"))
     say(f"results in {out_dir} (report: hopbench report {out_dir})")
 
 
 def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str,
-              component_args: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+              component_args: dict[str, list[str]], modes: tuple[str, ...] = (),
+              agent_image: str | None = None, max_skew_ms: float | None = None,
+              probe_interval_ms: float = 5.0):  # type: ignore[no-untyped-def]
     if cluster and kubeconfig:
         raise UserError("give --cluster or --kubeconfig, not both")
     if kubeconfig:
-        raise UserError("--kubeconfig runs are not available yet (see issue 5)")
+        from bench.providers.kubeconfig import KubeconfigProvider
+
+        return KubeconfigProvider.open(kubeconfig, agent_image=agent_image,
+                                       max_skew_ms=max_skew_ms, modes=modes or (mode,),
+                                       probe_interval_ms=probe_interval_ms, say=say)
+    if agent_image or max_skew_ms is not None:
+        raise UserError("--agent-image and --max-skew apply to --kubeconfig runs only")
     from bench.providers.local import LocalProvider
 
     return LocalProvider.ensure(cluster or "hopbench", nodes, mode, component_args, say=say)
@@ -194,11 +214,23 @@ def cluster_up(
     proxy_mode: Annotated[str, typer.Option(help="iptables, nftables or ipvs.")] = "iptables",
     component_arg: Annotated[Optional[list[str]], typer.Option(
         help="COMPONENT:--flag=value, repeatable.")] = None,
+    provider: Annotated[str, typer.Option(help="local (default) or kind.")] = "local",
 ) -> None:
-    """Create a local cluster: control plane plus N node namespaces."""
+    """Create a cluster: local (control plane plus N node namespaces) or kind."""
     from bench.build import build as do_build, toolset
     from bench.local import cluster
-    from bench.local.spec import ClusterSpec, parse_component_args
+    from bench.local.spec import ClusterSpec, check_mode, parse_component_args
+
+    if provider == "kind":
+        from bench import kind
+
+        if component_arg:
+            raise UserError("--component-arg is for the local provider; kind takes its "
+                            "settings from kind-configs/")
+        out.print(str(kind.up(check_mode(proxy_mode), nodes=nodes, name=name, say=say)))
+        return
+    if provider != "local":
+        raise UserError(f"unknown provider {provider!r} (local or kind)")
 
     spec = ClusterSpec(name=name, nodes=nodes, proxy_mode=proxy_mode,
                        component_args=parse_component_args(component_arg or []))
@@ -213,9 +245,18 @@ def cluster_up(
 
 
 @cluster_app.command("down")
-def cluster_down(name: Annotated[str, typer.Option(help="Cluster name.")] = "hopbench") -> None:
-    """Remove a local cluster and everything it created (idempotent)."""
+def cluster_down(name: Annotated[str, typer.Option(help="Cluster name.")] = "hopbench",
+                 provider: Annotated[str, typer.Option(help="local or kind.")] = "local"
+                 ) -> None:
+    """Remove a cluster and everything it created (idempotent)."""
     from bench.local import cluster
+
+    if provider == "kind":
+        from bench import kind
+
+        existed = kind.down(name, say=say)
+        say(f"kind cluster {name!r} " + ("deleted" if existed else "did not exist"))
+        return
 
     counts = cluster.down(name, say=say)
     say(f"cluster {name!r} removed: {counts}")
@@ -256,9 +297,18 @@ def cluster_exec(ctx: typer.Context, name: str, node: str) -> None:
 
 
 @cluster_app.command("set-proxy-mode")
-def cluster_set_proxy_mode(name: str, mode: str) -> None:
+def cluster_set_proxy_mode(name: str, mode: str,
+                           provider: Annotated[str, typer.Option(help="local or kind.")
+                                               ] = "local") -> None:
     """Switch kube-proxy on every node of a live cluster and wait for its first sync."""
     from bench.local import cluster
+
+    if provider == "kind":
+        from bench import kind
+        from bench.local.spec import check_mode
+
+        kind.set_proxy_mode(name, check_mode(mode), say=say)
+        return
 
     cluster.set_proxy_mode(name, mode, say=say)
 

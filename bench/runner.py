@@ -94,7 +94,7 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
     meta = {
         "run_id": run_id, "created_at": datetime.now(UTC).isoformat(),
         "harness_version": __version__, "git_commit": git_commit(),
-        "proxy_modes": list(cfg.modes), "scenarios": [cfg.scenario.add, cfg.scenario.remove],
+        "proxy_modes": list(cfg.modes), "scenarios": list(cfg.scenario.scenarios),
         "scenario_config": asdict(cfg.scenario), "host_kernel": platform.release(),
         **provider.provenance(),
     }
@@ -104,7 +104,8 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
         say(f"resuming {cfg.out_dir}: {len(store.complete_trials)} trials already complete")
     else:
         store = RunStore.create(cfg.out_dir, meta)
-    progress = Progress(total=len(cfg.modes) * cfg.scenario.trials * 2)
+    per_cycle = len(cfg.scenario.transitions)
+    progress = Progress(total=len(cfg.modes) * cfg.scenario.trials * per_cycle)
     sys.setswitchinterval(0.0005)  # watch threads get the GIL back fast: stamps stay sharp
     try:
         for mode in cfg.modes:
@@ -123,17 +124,22 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
               progress: Progress, say: Callable[[str], None], on_progress: OnProgress) -> None:
     sc = cfg.scenario
     done = store.complete_trials
-    todo = [t for t in range(sc.trials)
-            if (mode, sc.add, t) not in done or (mode, sc.remove, t) not in done]
+    per_cycle = len(sc.transitions)
+
+    def recorded(t: int) -> frozenset[str]:
+        return frozenset(name for name in sc.scenarios if (mode, name, t) in done)
+
+    todo = [t for t in range(sc.trials) if len(recorded(t)) < len(sc.scenarios)]
     progress.mode = mode
-    progress.done += 2 * (sc.trials - len(todo))
+    progress.done += per_cycle * (sc.trials - len(todo))
     if not todo:
         say(f"{mode}: all {sc.trials} trials already recorded")
         return
     t_switch = time.monotonic()
     provider.set_proxy_mode(mode)
     switch_s = time.monotonic() - t_switch
-    say(f"{mode}: kube-proxy ready ({switch_s:.1f}s); {len(todo)} trial pairs to run")
+    say(f"{mode}: kube-proxy ready ({switch_s:.1f}s); {len(todo)} cycles of "
+        f"{per_cycle} trials to run")
     api = workloads.api_client(provider.kubeconfig)
     ns = cfg.namespace or f"hopbench-{run_id[:6]}-{mode[:3]}"
     workloads.ensure_namespace(api, ns)
@@ -143,6 +149,8 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
     last_flush = [time.monotonic()]
 
     def sink(r: EventRow) -> None:
+        if r["scenario"] not in sc.scenarios:  # setup or cleanup of a cycle: not a trial
+            return
         with lock:
             pending.append(r)
 
@@ -184,8 +192,8 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             raise ClusterError("the API watch did not start within 30s")
         sli_before = agents.kube_proxy_metrics()
         agents.arm(targets, sc.probe_interval_ms,
-                   max_seconds=len(todo) * (2 * sc.trial_timeout_s + 5) + 60,
-                   max_requests=int(len(todo) * 2 * (sc.trial_timeout_s * 1000 /
+                   max_seconds=len(todo) * (per_cycle * sc.trial_timeout_s + 5) + 60,
+                   max_requests=int(len(todo) * per_cycle * (sc.trial_timeout_s * 1000 /
                                                      sc.probe_interval_ms)) + 10_000)
         time.sleep(0.5)  # the baseline answers before the first trial starts
         assigned = split_trials(sc.trials, sc.parallel)
@@ -194,8 +202,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             for t in assigned[k]:
                 if t not in todo:
                     continue
-                lanes[k].run_pair(t, skip_add=(mode, sc.add, t) in done,
-                                  skip_remove=(mode, sc.remove, t) in done)
+                lanes[k].run_cycle(t, done=recorded(t))
 
         with ThreadPoolExecutor(max_workers=sc.parallel) as pool:
             for f in [pool.submit(lane_work, k) for k in range(sc.parallel)]:
@@ -215,8 +222,8 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
                            "agents": agents.resolutions()},
             "clock_offsets": agents.offsets(),
             "agent_cpu_fraction": cpu,
-            "trials": len(todo) * 2, "elapsed_s": round(elapsed, 1),
-            "trials_per_minute": round(len(todo) * 2 / elapsed * 60, 1),
+            "trials": len(todo) * per_cycle, "elapsed_s": round(elapsed, 1),
+            "trials_per_minute": round(len(todo) * per_cycle / elapsed * 60, 1),
             "proxy_switch_s": round(switch_s, 2),
             "watch_restarts": watch.restarts, "agent_errors": dict(agents.errors),
             "sli": _sli_delta(_sli(sli_before), _sli(sli_after)),
@@ -226,7 +233,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             mode_meta["kube_proxy_config"] = kpc()
         modes = {**store.meta.get("modes", {}), mode: mode_meta}
         store.update_meta({"modes": modes})
-        say(f"{mode}: {len(todo) * 2} trials in {elapsed:.0f}s "
+        say(f"{mode}: {len(todo) * per_cycle} trials in {elapsed:.0f}s "
             f"({mode_meta['trials_per_minute']}/min), agent CPU "
             + ", ".join(f"{n} {c * 100:.1f}%" for n, c in cpu.items()))
     finally:

@@ -2,8 +2,12 @@
 
 A lane owns one Service with an always-ready baseline pod, so the prober always has a
 backend and the first answer from a new pod (or the last from a removed one) stands
-out. Each iteration is a pair of trials on one fresh pod: an add (the pod is created
-and becomes Ready: `scale-up`) and a removal (`delete`: graceful delete). Lanes run in
+out. Each iteration is a cycle on one fresh pod: it is created and becomes Ready
+(`scale-up`, an add); optionally its container exits and the kubelet restarts it
+(`crash`: a removal, then an add), optionally its readiness gate turns False and True
+again while the container keeps running (`readiness-flap`: a removal, then an add; the
+gate is a pod condition the kubelet folds into Ready, like a failing probe); finally it
+is deleted gracefully (`delete`, a removal). Lanes run in
 parallel on separate Services (`--parallel K`); within a lane one transition is in
 flight at a time. A trial that times out is recorded with a censor reason, never dropped.
 """
@@ -23,15 +27,13 @@ from bench.schema import CLUSTER, Ev, EventRow
 from bench.sources.agents import AgentStore
 from bench.sources.base import Registry, TrialRef, row
 
-ADD_SCENARIOS = ("scale-up",)
-REMOVE_SCENARIOS = ("delete",)
-PLANNED = ("crash", "readiness-flap")
+SCENARIOS = ("scale-up", "delete", "crash", "readiness-flap")
+GATE = "hopbench.io/ready"  # readiness gate the readiness-flap scenario flips
 
 
 @dataclass(frozen=True)
 class ScenarioConfig:
-    add: str = "scale-up"
-    remove: str = "delete"
+    scenarios: tuple[str, ...] = ("scale-up", "delete")
     trials: int = 100
     parallel: int = 1
     spacing_s: float = 0.0
@@ -39,19 +41,28 @@ class ScenarioConfig:
     settle_s: float = 0.3
     probe_interval_ms: float = 5.0
 
+    @property
+    def transitions(self) -> list[tuple[str, str]]:
+        """(scenario, direction) of every trial one cycle records, in order."""
+        out = []
+        for sc in self.scenarios:
+            if sc == "scale-up":
+                out.append((sc, "add"))
+            elif sc == "delete":
+                out.append((sc, "remove"))
+            else:
+                out += [(sc, "remove"), (sc, "add")]
+        return out
 
-def parse_scenarios(raw: str) -> tuple[str, str]:
-    names = [s.strip() for s in raw.split(",") if s.strip()]
+
+def parse_scenarios(raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(s.strip() for s in raw.split(",") if s.strip()))
     for n in names:
-        if n in PLANNED:
-            raise UserError(f"scenario {n!r} is not implemented yet (available: "
-                            f"{', '.join(ADD_SCENARIOS + REMOVE_SCENARIOS)})")
-        if n not in ADD_SCENARIOS + REMOVE_SCENARIOS:
-            raise UserError(f"unknown scenario {n!r} (available: "
-                            f"{', '.join(ADD_SCENARIOS + REMOVE_SCENARIOS)})")
-    add = next((n for n in names if n in ADD_SCENARIOS), "scale-up")
-    remove = next((n for n in names if n in REMOVE_SCENARIOS), "delete")
-    return add, remove
+        if n not in SCENARIOS:
+            raise UserError(f"unknown scenario {n!r} (available: {', '.join(SCENARIOS)})")
+    if not names:
+        raise UserError("--scenario: name at least one of " + ", ".join(SCENARIOS))
+    return names
 
 
 TrialDone = Callable[[TrialRef, list[EventRow]], None]
@@ -87,36 +98,115 @@ class Lane:
             time.sleep(0.2)
         raise UserError(f"baseline pod of {self.service} not Ready in {timeout:.0f}s")
 
-    def _create_pod(self, name: str, role: str) -> None:
-        workloads.apply(self.api, workloads.render(
-            "trial-pod.yaml", NAME=name, NAMESPACE=self.namespace, SERVICE=self.service,
-            ROLE=role, IMAGE=self.image))
+    def _create_pod(self, name: str, role: str, gated: bool = False) -> None:
+        docs = workloads.render("trial-pod.yaml", NAME=name, NAMESPACE=self.namespace,
+                                SERVICE=self.service, ROLE=role, IMAGE=self.image)
+        if gated:  # Ready also needs this condition, which the harness sets and clears
+            docs[0]["spec"]["readinessGates"] = [{"conditionType": GATE}]
+        workloads.apply(self.api, docs)
 
-    # --- one pair of trials --------------------------------------------------------------
-    def run_pair(self, trial: int, skip_add: bool = False, skip_remove: bool = False) -> None:
+    # --- one cycle of trials on one fresh pod ------------------------------------------
+    def run_cycle(self, trial: int, done: frozenset[str] = frozenset()) -> None:
+        """Create a pod, put it through the requested transitions, delete it.
+
+        Every transition is measured; those not requested (setup, cleanup) or already
+        recorded (`done`, on resume) are simply not stored.
+        """
+        sc = self.cfg.scenarios
         pod = f"{self.service}-t{trial}-{secrets.token_hex(2)}"
-        add = TrialRef(self.run_id, trial, self.service, self.cfg.add, self.mode, "add")
-        rm = TrialRef(self.run_id, trial, self.service, self.cfg.remove, self.mode, "remove")
+        gated = "readiness-flap" in sc
+
+        def ref(scenario: str, direction: str) -> TrialRef:
+            return TrialRef(self.run_id, trial, self.service, scenario, self.mode, direction)
+
+        def keep(r: TrialRef, rows: list[EventRow]) -> None:
+            if r.scenario in sc and r.scenario not in done:
+                self.on_trial(r, rows)
+
+        add = ref("scale-up", "add")
         self.registry.set(pod, add)
         t0 = time.time_ns()
-        self._create_pod(pod, "trial")
+        self._create_pod(pod, "trial", gated)
+        if gated:
+            self._gate(pod, True)
         ip, rows = self._wait_add(add, pod, t0)
-        if not skip_add:
-            self.on_trial(add, rows)
-        if not ip:
+        keep(add, rows)
+        try:
+            if not ip:
+                for name, direction in self.cfg.transitions:
+                    r = ref(name, direction)
+                    if name != "scale-up":
+                        keep(r, [self._censor(r, CLUSTER, "pod never got an IP", pod)])
+                return
+            for name in ("crash", "readiness-flap"):
+                if name in sc:
+                    self._cycle(name, ref, keep, pod, ip)
+            time.sleep(self.cfg.spacing_s)
+            rm = ref("delete", "remove")
+            self.registry.set(pod, rm)
+            t0 = time.time_ns()
             self._delete(pod)
-            if not skip_remove:
-                self.on_trial(rm, [self._censor(rm, CLUSTER, "pod never got an IP", pod)])
-            return
+            keep(rm, self._wait_remove(rm, pod, ip, t0, "delete pod (graceful)"))
+        finally:
+            self._delete(pod)
+            self.registry.drop(pod)
+            time.sleep(self.cfg.spacing_s)
+
+    def _cycle(self, name: str, ref: Callable[[str, str], TrialRef],
+               keep: Callable[[TrialRef, list[EventRow]], None], pod: str, ip: str) -> None:
+        """A removal the pod comes back from: the container exits (crash) or its
+        readiness gate turns False (readiness-flap); then traffic returns."""
         time.sleep(self.cfg.spacing_s)
-        self.registry.set(pod, rm)
+        rm, back = ref(name, "remove"), ref(name, "add")
+        self.registry.set(pod, rm, then=back)
         t0 = time.time_ns()
-        self._delete(pod)
-        rows = self._wait_remove(rm, pod, ip, t0)
-        if not skip_remove:
-            self.on_trial(rm, rows)
-        self.registry.drop(pod)
+        if name == "crash":
+            self._crash(pod)
+            restarts = self._restarts(pod)
+            abort = (lambda: "container restarted and was Ready again before the IP left "
+                     "the rules" if self._ready_again(pod, restarts) else "")
+            rows = self._wait_remove(rm, pod, ip, t0, "container exit (agnhost /exit)", abort)
+        else:
+            self._gate(pod, False)
+            rows = self._wait_remove(rm, pod, ip, t0, f"readiness gate {GATE}=False")
+        keep(rm, rows)
+        self.agents.forget(self.service, pod)  # the next answer is a first answer again
         time.sleep(self.cfg.spacing_s)
+        self.registry.set(pod, back)
+        if name == "crash":
+            t1 = t0  # the kubelet restarts the container: the trigger was the crash
+        else:
+            t1 = time.time_ns()
+            self._gate(pod, True)
+        _, rows = self._wait_add(back, pod, t1)
+        keep(back, rows)
+
+    def _gate(self, pod: str, ready: bool) -> None:
+        self.core.patch_namespaced_pod_status(pod, self.namespace, {"status": {"conditions": [
+            {"type": GATE, "status": "True" if ready else "False"}]}})
+
+    def _crash(self, pod: str) -> None:
+        try:
+            self.core.connect_get_namespaced_pod_proxy_with_path(
+                f"{pod}:8080", self.namespace, "exit", _request_timeout=5)
+        except Exception:  # noqa: BLE001 - the connection dies with the process, as intended
+            pass
+
+    def _restarts(self, pod: str) -> int:
+        try:
+            st = self.core.read_namespaced_pod(pod, self.namespace).status
+            return sum(c.restart_count for c in st.container_statuses or [])
+        except client.ApiException:
+            return 0
+
+    def _ready_again(self, pod: str, restarts_before: int) -> bool:
+        try:
+            st = self.core.read_namespaced_pod(pod, self.namespace).status
+        except client.ApiException:
+            return False
+        restarted = sum(c.restart_count for c in st.container_statuses or []) > restarts_before
+        ready = any(c.type == "Ready" and c.status == "True" for c in st.conditions or [])
+        return restarted and ready
 
     def _delete(self, pod: str) -> None:
         try:
@@ -139,7 +229,10 @@ class Lane:
         except client.ApiException:
             return ""
 
-    def _wait_add(self, ref: TrialRef, pod: str, t0: int) -> tuple[str, list[EventRow]]:
+    def _wait_add(self, ref: TrialRef, pod: str, t0: int, since_ns: int | None = None
+                  ) -> tuple[str, list[EventRow]]:
+        """Until every node got an answer from the pod (and saw the sync that did it)."""
+        since = t0 if since_ns is None else since_ns
         deadline = time.monotonic() + self.cfg.trial_timeout_s
         nodes = list(self.agents.nodes)
         ip = ""
@@ -148,24 +241,35 @@ class Lane:
             ip = ip or self._pod_ip(pod)
             missing = [n for n in nodes
                        if self.agents.first_answer(n, self.service, pod) is None]
-            if ip and not missing and all(self.agents.synced_after(n, ip, True, t0)
+            if ip and not missing and all(self.agents.synced_after(n, ip, True, since)
                                           for n in nodes):
                 break
             time.sleep(0.05)
         self.agents.collect_once()
         end = time.time_ns()
-        rows = [self._trigger(ref, t0, pod, "create pod")]
-        rows += self.agents.trial_events(ref, self.service, pod, ip, t0, end)
+        what = {"scale-up": "create pod", "crash": "container exit; kubelet restarts it",
+                "readiness-flap": f"readiness gate {GATE}=True"}[ref.scenario]
+        rows = [self._trigger(ref, t0, pod, what)]
+        rows += self.agents.trial_events(ref, self.service, pod, ip, since, end)
         for n in missing:
             rows.append(self._censor(ref, n, f"timeout {self.cfg.trial_timeout_s:.0f}s: "
                                      "no answer from the new pod", pod))
         return ip, rows
 
-    def _wait_remove(self, ref: TrialRef, pod: str, ip: str, t0: int) -> list[EventRow]:
+    def _wait_remove(self, ref: TrialRef, pod: str, ip: str, t0: int, what: str,
+                     abort: Callable[[], str] | None = None) -> list[EventRow]:
+        """Until the IP left every node's rules (plus `settle_s` for the last answers)."""
         deadline = time.monotonic() + self.cfg.trial_timeout_s
         nodes = list(self.agents.nodes)
         gone_at: dict[str, int] = {}
+        reason = f"timeout {self.cfg.trial_timeout_s:.0f}s: pod IP still in the node's rules"
+        next_check = time.monotonic() + 0.5
         while time.monotonic() < deadline:
+            if abort and time.monotonic() > next_check:
+                next_check = time.monotonic() + 0.5
+                if why := abort():
+                    reason = why
+                    break
             for n in nodes:
                 if n not in gone_at and self.agents.rule_change(n, ip, False, t0) is not None:
                     gone_at[n] = time.time_ns()
@@ -176,12 +280,11 @@ class Lane:
             time.sleep(0.05)
         self.agents.collect_once()
         end = time.time_ns()
-        rows = [self._trigger(ref, t0, pod, "delete pod (graceful)")]
+        rows = [self._trigger(ref, t0, pod, what)]
         rows += self.agents.trial_events(ref, self.service, pod, ip, t0, end)
         for n in nodes:
             if n not in gone_at:
-                rows.append(self._censor(ref, n, f"timeout {self.cfg.trial_timeout_s:.0f}s: "
-                                         "pod IP still in the node's rules", pod))
+                rows.append(self._censor(ref, n, reason, pod))
         return rows
 
 

@@ -79,11 +79,11 @@ def render(df: pd.DataFrame, title: str = "latency per hop (ms)") -> Table:
         table.add_column(name, justify="right", no_wrap=True)
     group = None
     for r in df.to_dict("records"):
-        key = (str(r["proxy_mode"]), str(r["scenario"]))
+        key = (str(r["proxy_mode"]), str(r["scenario"]), str(r["direction"]))
         if key != group:
             group = key
             table.add_section()
-            table.add_row(f"[bold]{key[0]} / {key[1]}[/]", *[""] * 8)
+            table.add_row(f"[bold]{key[0]} / {key[1]} ({key[2]})[/]", *[""] * 8)
         scope = {"all-nodes": "all"}.get(str(r["scope"]), str(r["scope"]))
         table.add_row(
             f"  {r['hop']}", scope, str(r["n"]), str(r["censored"]), str(r["negative"]),

@@ -106,6 +106,11 @@ class Prober:
         return {"pods": pods, "fail_runs": runs, "open_fail": open_runs,
                 "requests": self.requests}
 
+    def forget_pod(self, target: str, pod: str) -> None:
+        """Start a pod's record afresh: its next answer is a new first answer (restarts)."""
+        with self.lock:
+            self.pods.get(target, {}).pop(pod, None)
+
     def forget(self, target: str) -> None:
         with self.lock:
             for d in (self.pods, self.fail_runs, self._open_fail):

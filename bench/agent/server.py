@@ -4,6 +4,7 @@
 
 Endpoints (JSON): GET /healthz, GET /clock (offset estimation), POST /arm
 {targets:[{name,ip,port}], interval_ms, max_requests, max_seconds}, POST /disarm,
+POST /forget {target, pod} (a restarted pod's next answer counts as a first one),
 GET /collect (state changes since the last collect, plus self-measured CPU),
 GET /kube-proxy-metrics (raw text, for the SLI cross-check). The agent stops by
 itself after --max-lifetime seconds.
@@ -128,6 +129,9 @@ def make_handler(agent: Agent, token: str) -> type[BaseHTTPRequestHandler]:
                 return self._reply(200, agent.arm(body))
             if self.path == "/disarm":
                 return self._reply(200, agent.disarm())
+            if self.path == "/forget":
+                agent.prober.forget_pod(str(body["target"]), str(body["pod"]))
+                return self._reply(200, {"forgot": body["pod"]})
             return self._reply(404, {"error": "no such endpoint"})
 
     return Handler

@@ -95,6 +95,14 @@ class AgentStore:
                                        "max_seconds": max_seconds,
                                        "max_requests": max_requests})
 
+    def forget(self, target: str, pod: str) -> None:
+        """Drop what every agent (and this store) knows of a pod's answers."""
+        for t in self.transports:
+            t.request("POST", "/forget", {"target": target, "pod": pod})
+        with self.lock:
+            for log in self.nodes.values():
+                log.pods.get(target, {}).pop(pod, None)
+
     def disarm(self) -> None:
         for t in self.transports:
             try:

@@ -43,7 +43,7 @@ class ApiWatch:
             http, namespace, registry, sink, clock)
         self._stop = threading.Event()
         self._ready: dict[str, bool] = {}
-        self._gone: set[str] = set()
+        self._gone: set[tuple[str, str, int]] = set()  # (pod, scenario, trial) already unready
         self._slices: dict[str, dict[str, tuple[bool, str]]] = {}  # slice -> ip -> (ready, pod)
         self.restarts = 0
         self.errors = 0
@@ -114,8 +114,7 @@ class ApiWatch:
     def on_pod(self, kind: str, pod: dict[str, Any], t_ns: int) -> None:
         meta, status = pod.get("metadata", {}), pod.get("status", {})
         name = meta.get("name", "")
-        ref = self.registry.get(name)
-        if ref is None:
+        if self.registry.get(name) is None:
             return
         conds = {c.get("type"): c for c in status.get("conditions") or []}
         ready = conds.get("Ready", {}).get("status") == "True"
@@ -123,7 +122,8 @@ class ApiWatch:
         self._ready[name] = ready
         rv = meta.get("resourceVersion", "")
         ip = status.get("podIP", "")
-        if ready and not was and ref.direction == "add":
+        ref = self.registry.get(name, "add")
+        if ready and not was and ref is not None:
             self.sink(row(ref, Ev.POD_READY, t_ns, source="api-watch", pod=name, pod_ip=ip,
                           resolution_ns=WATCH_RESOLUTION_NS, detail={"rv": rv}))
             ltt = _ts_ns(conds["Ready"].get("lastTransitionTime"))
@@ -131,8 +131,12 @@ class ApiWatch:
                 self.sink(row(ref, Ev.READY_LTT, ltt, source="api-condition", pod=name,
                               pod_ip=ip, resolution_ns=1_000_000_000, detail={"rv": rv}))
         going = bool(meta.get("deletionTimestamp")) or kind == "DELETED"
-        if ref.direction == "remove" and name not in self._gone and (going or (was and not ready)):
-            self._gone.add(name)
+        ref = self.registry.get(name, "remove")
+        if ref is None:
+            return
+        gone_key = (name, ref.scenario, ref.trial)
+        if gone_key not in self._gone and (going or (was and not ready)):
+            self._gone.add(gone_key)
             self.sink(row(ref, Ev.POD_UNREADY, t_ns, source="api-watch", pod=name, pod_ip=ip,
                           resolution_ns=WATCH_RESOLUTION_NS,
                           detail={"rv": rv, "why": "deleting" if going else "unready"}))
@@ -157,15 +161,10 @@ class ApiWatch:
             is_ready, pod = now.get(ip, (False, pod))
             if was_ready == is_ready:
                 continue
-            ref = self.registry.get(pod)
+            ref = self.registry.get(pod, "add" if is_ready else "remove")
             if ref is None:
                 continue
-            if is_ready and ref.direction == "add":
-                event = Ev.SLICE_READY
-            elif not is_ready and ref.direction == "remove":
-                event = Ev.SLICE_UNREADY
-            else:
-                continue
+            event = Ev.SLICE_READY if is_ready else Ev.SLICE_UNREADY
             detail = {"rv": rv, "slice": name, "present": ip in now}
             self.sink(row(ref, event, t_ns, source="api-watch", pod=pod, pod_ip=ip,
                           resolution_ns=WATCH_RESOLUTION_NS, detail=detail))

@@ -28,19 +28,25 @@ class Sink(Protocol):
 
 
 class Registry:
-    """Pod name -> the trial it currently takes part in (set by the scenario driver)."""
+    """Pod name -> the trial it currently takes part in (set by the scenario driver), and
+    the one that follows it: a crashed container can be Ready again before the removal
+    trial is over, and that Ready belongs to the recovery trial."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_pod: dict[str, TrialRef] = {}
+        self._by_pod: dict[str, tuple[TrialRef, TrialRef | None]] = {}
 
-    def set(self, pod: str, ref: TrialRef) -> None:
+    def set(self, pod: str, ref: TrialRef, then: TrialRef | None = None) -> None:
         with self._lock:
-            self._by_pod[pod] = ref
+            self._by_pod[pod] = (ref, then)
 
-    def get(self, pod: str) -> TrialRef | None:
+    def get(self, pod: str, direction: str | None = None) -> TrialRef | None:
+        """The current trial, or with `direction` the current or next one going that way."""
         with self._lock:
-            return self._by_pod.get(pod)
+            now, then = self._by_pod.get(pod, (None, None))
+        if direction is None or (now is not None and now.direction == direction):
+            return now
+        return then if then is not None and then.direction == direction else None
 
     def drop(self, pod: str) -> None:
         with self._lock:

@@ -325,3 +325,12 @@ def test_modes_and_services_with_equal_trial_numbers_stay_apart() -> None:
     assert sorted(zip(e2e["proxy_mode"], e2e["service"])) == [
         ("iptables", "svc-1"), ("nftables", "svc-1"), ("nftables", "svc-2")]
     assert (e2e["latency_ms"] == 30.0).all()
+
+
+def test_a_crash_cycle_keeps_its_add_apart_from_the_scale_up() -> None:
+    """Same trial number, same direction, different scenario: two trials."""
+    first = add_trial()
+    recovery = [{**e, "scenario": "crash", "t_ns": e["t_ns"] + 5000 * MS} for e in add_trial()]
+    hops = hops_of(*first, *recovery)
+    r = hops[hops["hop"] == "ready_to_slice"]
+    assert sorted(r["scenario"]) == ["crash", "scale-up"] and (r["latency_ms"] == 30.0).all()
