@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from datetime import UTC, datetime
 
 import nox
@@ -69,3 +70,5 @@ def sample(session: nox.Session) -> None:
     shutil.rmtree("results/sample", ignore_errors=True)
     _run_and_report(session, "results/sample", "20")
     shutil.rmtree("results/sample/report", ignore_errors=True)  # keep the repo small
+    for name in ("events.jsonl", ".lock"):  # the journal duplicates events.parquet
+        Path("results/sample", name).unlink(missing_ok=True)

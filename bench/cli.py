@@ -98,6 +98,9 @@ def run(
     resume: Annotated[Optional[str], typer.Option(help="Continue an interrupted run dir.")
                       ] = None,
     keep_cluster: Annotated[bool, typer.Option(help="Keep a cluster this run created.")] = False,
+    target_image: Annotated[Optional[str], typer.Option(
+        help="agnhost image for the measured pods (real clusters: a pullable one, e.g. "
+             "registry.k8s.io/e2e-test-images/agnhost:2.56).")] = None,
     agent_image: Annotated[Optional[str], typer.Option(
         help="--kubeconfig: the agent image (default: the locally built one).")] = None,
     max_skew: Annotated[Optional[float], typer.Option(
@@ -119,7 +122,7 @@ def run(
         raise UserError("--trials and --parallel must be >= 1, --probe-interval-ms > 0")
     cfg = runner.RunConfig(
         modes=modes, out_dir=Path(resume or out or runner.default_out_dir()),
-        resume=bool(resume),
+        resume=bool(resume), target_image=target_image or "",
         scenario=ScenarioConfig(scenarios=scenarios, trials=trials, parallel=parallel,
                                 spacing_s=spacing_ms / 1000, trial_timeout_s=trial_timeout,
                                 probe_interval_ms=probe_interval_ms))

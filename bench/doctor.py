@@ -98,6 +98,9 @@ def checks() -> list[Check]:
             _tool("runc", "runc"), _tool("iptables", "iptables"), _tool("nft", "nftables"),
             _tool("conntrack", "conntrack"), _tool("ip", "iproute2"),
             _tool("nsenter", "util-linux")]
+    boot = shutil.which("debootstrap")
+    out.append(Check("debootstrap (agent image, --kubeconfig runs)", bool(boot),
+                     boot or "not found", required=False, package="debootstrap"))
     missing = [p for p in CNI_PLUGINS if not (CNI_DIR / p).exists()]
     out.append(Check("CNI plugins", not missing,
                      f"{CNI_DIR}: " + ("ok" if not missing else "missing " + ", ".join(missing)),

@@ -44,6 +44,7 @@ class RunConfig:
     out_dir: Path
     resume: bool = False
     namespace: str = ""
+    target_image: str = ""  # agnhost image of the measured pods; "" = the locally built one
 
 
 @dataclass
@@ -181,7 +182,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
     try:
         agents.start()
         watch.start()
-        image = workloads.target_image(_k8s_tag(provider))
+        image = cfg.target_image or workloads.target_image(_k8s_tag(provider))
         lanes = [Lane(api=api, namespace=ns, service=f"svc{k}", image=image, agents=agents,
                       registry=registry, run_id=run_id, mode=mode, cfg=sc, on_trial=on_trial)
                  for k in range(sc.parallel)]
@@ -198,15 +199,25 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
         time.sleep(0.5)  # the baseline answers before the first trial starts
         assigned = split_trials(sc.trials, sc.parallel)
 
+        stop = threading.Event()
+
         def lane_work(k: int) -> None:
             for t in assigned[k]:
-                if t not in todo:
-                    continue
-                lanes[k].run_cycle(t, done=recorded(t))
+                if stop.is_set():  # Ctrl-C: finish the cycle in flight, start no other
+                    return
+                if t in todo:
+                    lanes[k].run_cycle(t, done=recorded(t))
 
-        with ThreadPoolExecutor(max_workers=sc.parallel) as pool:
-            for f in [pool.submit(lane_work, k) for k in range(sc.parallel)]:
+        pool = ThreadPoolExecutor(max_workers=sc.parallel)
+        try:
+            futures = [pool.submit(lane_work, k) for k in range(sc.parallel)]
+            for f in futures:
                 f.result()
+        except BaseException:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
         elapsed = time.monotonic() - started
         sli_after = agents.kube_proxy_metrics()
         agents.collect_once()
