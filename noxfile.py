@@ -72,3 +72,10 @@ def sample(session: nox.Session) -> None:
     shutil.rmtree("results/sample/report", ignore_errors=True)  # keep the repo small
     for name in ("events.jsonl", ".lock"):  # the journal duplicates events.parquet
         Path("results/sample", name).unlink(missing_ok=True)
+
+
+@nox.session(python=PY)
+def benchmarks(session: nox.Session) -> None:
+    """pytest-benchmark of the analysis path (load + stats + plots, 10,000 trials x 3 nodes)."""
+    _install(session)
+    session.run("pytest", "tests/bench", "--benchmark-only", *session.posargs)

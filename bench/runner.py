@@ -243,7 +243,8 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
         if kpc:
             mode_meta["kube_proxy_config"] = kpc()
         modes = {**store.meta.get("modes", {}), mode: mode_meta}
-        store.update_meta({"modes": modes})
+        sli = {**store.meta.get("sli", {}), mode: mode_meta["sli"]}  # analysis reads it here
+        store.update_meta({"modes": modes, "sli": sli})
         say(f"{mode}: {len(todo) * per_cycle} trials in {elapsed:.0f}s "
             f"({mode_meta['trials_per_minute']}/min), agent CPU "
             + ", ".join(f"{n} {c * 100:.1f}%" for n, c in cpu.items()))

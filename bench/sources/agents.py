@@ -138,9 +138,9 @@ class AgentStore:
                 for target, runs in data["probe"]["fail_runs"].items():
                     log.fail_runs.setdefault(target, []).extend(runs)
                 log.open_fail = data["probe"]["open_fail"]
-                log.info = {k: data[k] for k in ("rule_mode", "rule_method",
-                                                 "rule_resolution_ns", "probe_interval_ns",
-                                                 "sync_poll_interval_ns")}
+                log.info = {k: data.get(k) for k in ("rule_mode", "rule_method",
+                                                     "rule_resolution_ns", "probe_interval_ns",
+                                                     "sync_poll_interval_ns", "prober")}
                 log.cpu.append((data["wall_s"], data["cpu_s"]))
 
     # --- queries used by the scenario ---------------------------------------------------
