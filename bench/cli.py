@@ -80,8 +80,9 @@ def run(
         help="Local cluster to use (brought up if not running).")] = None,
     kubeconfig: Annotated[Optional[str], typer.Option(help="Any cluster's kubeconfig.")] = None,
     nodes: Annotated[int, typer.Option(help="Nodes, when a local cluster is created.")] = 2,
-    proxy_mode: Annotated[str, typer.Option(help="Modes to measure in turn, comma-separated.")
-                          ] = "iptables,nftables",
+    proxy_mode: Annotated[Optional[str], typer.Option(
+        help="Modes to measure in turn, comma-separated (default: iptables,nftables on a "
+             "local cluster, the cluster's own mode with --kubeconfig).")] = None,
     scenario: Annotated[str, typer.Option(
         help="Comma-separated: scale-up, delete, crash, readiness-flap.")] = "scale-up,delete",
     trials: Annotated[int, typer.Option(
@@ -116,20 +117,26 @@ def run(
     from bench.summary import render, summary_table
     from bench.results import load_hops
 
-    modes = tuple(check_mode(m.strip()) for m in proxy_mode.split(",") if m.strip())
+    given = proxy_mode or ("" if kubeconfig else "iptables,nftables")
+    modes = tuple(check_mode(m.strip()) for m in given.split(",") if m.strip())
+    if not modes and not kubeconfig:
+        raise UserError("--proxy-mode: name at least one of iptables, nftables, ipvs")
     scenarios = parse_scenarios(scenario)
     if trials < 1 or parallel < 1 or probe_interval_ms <= 0:
         raise UserError("--trials and --parallel must be >= 1, --probe-interval-ms > 0")
+    provider = _provider(cluster, kubeconfig, nodes, modes[0] if modes else "",
+                         parse_component_args(component_arg or []), modes=modes,
+                         agent_image=agent_image, max_skew_ms=max_skew,
+                         probe_interval_ms=probe_interval_ms)
+    if not modes:  # --kubeconfig without --proxy-mode: measure what the cluster runs
+        modes = (provider.proxy_mode(),)
+        say(f"measuring the cluster's kube-proxy mode: {modes[0]}")
     cfg = runner.RunConfig(
         modes=modes, out_dir=Path(resume or out or runner.default_out_dir()),
         resume=bool(resume), target_image=target_image or "",
         scenario=ScenarioConfig(scenarios=scenarios, trials=trials, parallel=parallel,
                                 spacing_s=spacing_ms / 1000, trial_timeout_s=trial_timeout,
                                 probe_interval_ms=probe_interval_ms))
-    provider = _provider(cluster, kubeconfig, nodes, modes[0],
-                         parse_component_args(component_arg or []), modes=modes,
-                         agent_image=agent_image, max_skew_ms=max_skew,
-                         probe_interval_ms=probe_interval_ms)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                         TimeElapsedColumn(), console=console)
