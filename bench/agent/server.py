@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-lifetime", type=float, default=6 * 3600,
                     help="exit after this many seconds, whatever happens")
     args = ap.parse_args(argv)
+    sys.setswitchinterval(0.0005)  # the rule watcher's thread gets the GIL back quickly
     agent = Agent(args.node, args.probe_interval_ms / 1000, args.rules_poll_ms / 1000,
                   args.metrics_port)
     agent.start()

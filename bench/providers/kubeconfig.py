@@ -54,8 +54,10 @@ PART_OF = "app.kubernetes.io/part-of=hopbench"
 RUN_NAMESPACE = re.compile(r"^hopbench-[0-9a-f]{6}-[a-z]{3}$")  # the runner's per-mode ns
 IMAGE_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull",
                           "InvalidImageName", "ImageInspectError"})
-START_ERRORS = frozenset({"CrashLoopBackOff", "CreateContainerError", "RunContainerError",
-                          "CreateContainerConfigError"})
+# CreateContainerConfigError is left out: "failed to sync secret cache" is transient (the
+# kubelet may read the token Secret only once the Node authorizer saw the pod bound);
+# if it persists, the ready timeout reports the pod's state
+START_ERRORS = frozenset({"CrashLoopBackOff", "CreateContainerError", "RunContainerError"})
 DELETE_WAIT_S = 90.0
 DEFAULT_PROBE_MS = 5.0
 BUILD_INFO = re.compile(r'^kubernetes_build_info\{.*git_version="([^"]+)"', re.MULTILINE)
