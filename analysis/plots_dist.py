@@ -56,15 +56,24 @@ def panels(hops: pd.DataFrame, direction: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def ecdf_figure(hops: pd.DataFrame, direction: str) -> Figure:
-    """ECDF of every hop of `direction`, modes overlaid, log x where the values span > 10x."""
+def _per_hop_figure(hops: pd.DataFrame, direction: str, row_height: float, what: str
+                    ) -> tuple[Figure, pd.DataFrame, list[tuple[str, str, str]]]:
+    """The grid shared by the per-hop figures: one panel per hop present, a title, and a
+    "no data" panel (specs empty) when the runs have no trial of this direction."""
     scoped = _direction(hops, direction)
     specs = panels(scoped, direction)
-    fig = figure(4.2 * COLUMNS, 3.6 * max(1, -(-len(specs) // COLUMNS)) + 0.8)
-    fig.suptitle(f"{TITLES.get(direction, direction)}: ECDF per hop, "
-                 "per-node hops pooled over nodes", fontsize=14)
+    fig = figure(4.2 * COLUMNS, row_height * max(1, -(-len(specs) // COLUMNS)) + 0.8)
+    fig.suptitle(f"{TITLES.get(direction, direction)}: {what}", fontsize=14)
     if not specs:
         no_data(fig.subplots(), f"no {direction} trials in these runs")
+    return fig, scoped, specs
+
+
+def ecdf_figure(hops: pd.DataFrame, direction: str) -> Figure:
+    """ECDF of every hop of `direction`, modes overlaid, log x where the values span > 10x."""
+    fig, scoped, specs = _per_hop_figure(hops, direction, 3.6,
+                                         "ECDF per hop, per-node hops pooled over nodes")
+    if not specs:
         return fig
     for ax, (hop, scope, title) in zip(panel_grid(fig, len(specs), COLUMNS, sharey=True),
                                        specs):
@@ -74,14 +83,10 @@ def ecdf_figure(hops: pd.DataFrame, direction: str) -> Figure:
 
 def box_figure(hops: pd.DataFrame, direction: str) -> Figure:
     """Box per hop x mode from censoring-aware quantiles: p25-p75 box, median, p1-p99."""
-    scoped = _direction(hops, direction)
-    specs = panels(scoped, direction)
-    fig = figure(4.2 * COLUMNS, 4.0 * max(1, -(-len(specs) // COLUMNS)) + 0.8)
-    fig.suptitle(f"{TITLES.get(direction, direction)}: latency per hop and mode "
-                 "(box p25–p75, line p50, whiskers p1–p99; ↑ = in the censored tail)",
-                 fontsize=14)
+    fig, scoped, specs = _per_hop_figure(
+        hops, direction, 4.0, "latency per hop and mode "
+        "(box p25–p75, line p50, whiskers p1–p99; ↑ = in the censored tail)")
     if not specs:
-        no_data(fig.subplots(), f"no {direction} trials in these runs")
         return fig
     for ax, (hop, scope, title) in zip(panel_grid(fig, len(specs), COLUMNS, bottom=0.85,
                                                   hspace=1.3), specs):

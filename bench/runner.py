@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from bench import __version__, workloads
 from bench.errors import ClusterError
 from bench.providers.base import Provider
@@ -182,7 +180,8 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
     try:
         agents.start()
         watch.start()
-        image = cfg.target_image or workloads.target_image(_k8s_tag(provider))
+        tag = str(store.meta.get("kubernetes_version", "latest"))  # provenance, read once
+        image = cfg.target_image or workloads.target_image(tag)
         lanes = [Lane(api=api, namespace=ns, service=f"svc{k}", image=image, agents=agents,
                       registry=registry, run_id=run_id, mode=mode, cfg=sc, on_trial=on_trial)
                  for k in range(sc.parallel)]
@@ -272,17 +271,16 @@ def _watch_delay(store: RunStore, mode: str) -> dict[str, float]:
         a = ev[ev.event == watched].groupby(key).t_ns.min()
         b = ev[ev.event == audited].groupby(key).t_ns.max()
         d = ((a - b).dropna() / 1e6)
-        d = d[d >= 0]  # a negative delta means the audit entry was not flushed yet
+        # a negative delta: the audit entry was not written yet when the trial ended and an
+        # older write was matched; counted apart, not mixed into the delays
+        out[f"{watched}_unmatched"] = float((d < 0).sum())
+        d = d[d >= 0]
         if len(d):
             out[f"{watched}_p50"] = round(float(d.quantile(0.5)), 2)
             out[f"{watched}_p90"] = round(float(d.quantile(0.9)), 2)
             out[f"{watched}_max"] = round(float(d.max()), 2)
             out[f"{watched}_n"] = float(len(d))
     return out
-
-
-def _k8s_tag(provider: Provider) -> str:
-    return str(provider.provenance().get("kubernetes_version", "latest"))
 
 
 def _sli(metrics: dict[str, str]) -> dict[str, Any]:
@@ -312,10 +310,3 @@ def _sli_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         per = [c - (cum[i - 1] if i else 0.0) for i, c in enumerate(cum)]
         out[node] = {"buckets_s": a["buckets_s"], "counts": per, "cumulative": False}
     return out
-
-
-def summary(out_dir: Path) -> pd.DataFrame:
-    from bench.results import load_hops
-    from bench.summary import summary_table
-    return summary_table(load_hops(out_dir))
-

@@ -27,7 +27,7 @@ from bench.build import Toolset, require_toolset
 from bench.errors import ClusterError, UserError
 from bench.local import components as comp
 from bench.local import netns, nshttp, pki, procs, teardown
-from bench.local.spec import (API_PORT, NODE_NET, ClusterSpec, check_mode)
+from bench.local.spec import API_PORT, ClusterSpec, check_mode
 from bench.paths import state_root
 
 Say = Callable[[str], None]
@@ -45,14 +45,18 @@ class Timer:
 # --- validation ------------------------------------------------------------------
 
 
+def refuse_ipvs_without_kernel_support(mode: str) -> None:
+    if mode == "ipvs" and not doctor.has_ipvs():
+        raise UserError("proxy mode ipvs needs the kernel's IP_VS module, which this kernel "
+                        "lacks; measure IPVS on kind (--provider kind) or a real cluster "
+                        "(--kubeconfig)")
+
+
 def validate_new(spec: ClusterSpec) -> None:
     """Everything that can be refused is refused here, before anything is created."""
     if os.geteuid() != 0:
         raise UserError("the local cluster needs root (network namespaces, mounts, cgroups)")
-    if spec.proxy_mode == "ipvs" and not doctor.has_ipvs():
-        raise UserError("proxy mode ipvs needs the kernel's IP_VS module, which this kernel "
-                        "lacks; measure IPVS on kind (--provider kind) or a real cluster "
-                        "(--kubeconfig)")
+    refuse_ipvs_without_kernel_support(spec.proxy_mode)
     doctor.require_local()
     if is_running(spec.name):
         raise UserError(f"cluster name {spec.name!r} is already in use by a running cluster "
@@ -401,9 +405,7 @@ def set_proxy_mode(name: str, mode: str, say: Say = print,
     """Stop kube-proxy everywhere, clean the old mode's rules, start the new mode, wait."""
     check_mode(mode)
     spec = ClusterSpec.load(name)
-    if mode == "ipvs" and not doctor.has_ipvs():
-        raise UserError("proxy mode ipvs needs the kernel's IP_VS module, which this kernel "
-                        "lacks; measure IPVS on kind or a real cluster")
+    refuse_ipvs_without_kernel_support(mode)
     if not is_running(name):
         raise UserError(f"cluster {name!r} is not running")
     tools = tools or require_toolset()
@@ -424,7 +426,3 @@ def set_proxy_mode(name: str, mode: str, say: Say = print,
                  60, f"{spec.logs}/kube-proxy-{node}.log")
     say(f"kube-proxy now {mode} on {spec.nodes} node(s) after {clock()}s")
     return clock()
-
-
-def node_cidr_net() -> str:
-    return f"{NODE_NET}.0/24"

@@ -9,8 +9,6 @@ node's clock and the estimated offset to the harness clock.
 
 from __future__ import annotations
 
-import json
-import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -69,6 +67,7 @@ class AgentStore:
         self.transports = transports
         self.poll_s = poll_s
         self.lock = threading.Lock()
+        self._collect_lock = threading.Lock()
         self.nodes: dict[str, NodeLog] = {}
         self.errors: dict[str, int] = {}
         self._stop = threading.Event()
@@ -124,6 +123,12 @@ class AgentStore:
             self.collect_once()
 
     def collect_once(self) -> None:
+        """Drain every agent once. Lanes and the collector thread both call this; one at a
+        time, so an older snapshot of an agent's answers never lands after a newer one."""
+        with self._collect_lock:
+            self._collect()
+
+    def _collect(self) -> None:
         for t in self.transports:
             try:
                 data = t.request("GET", "/collect")
@@ -245,11 +250,3 @@ class AgentStore:
             return {n: {"offset_ns": log.offset.offset_ns,
                         "uncertainty_ns": log.offset.uncertainty_ns}
                     for n, log in self.nodes.items()}
-
-
-def median_or_nan(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True)
