@@ -91,7 +91,11 @@ def run(
     spacing_ms: Annotated[float, typer.Option(help="Pause between trials.")] = 0.0,
     trial_timeout: Annotated[float, typer.Option(help="Seconds before a trial is censored.")
                              ] = 30.0,
-    probe_interval_ms: Annotated[float, typer.Option(help="Prober interval.")] = 5.0,
+    probe_interval_ms: Annotated[float, typer.Option(
+        help="Prober interval while a transition can show (from a pod's Ready or a "
+             "removal's trigger to the trial's end).")] = 5.0,
+    probe_idle_interval_ms: Annotated[float, typer.Option(
+        help="Prober interval between those windows.")] = 100.0,
     component_arg: Annotated[Optional[list[str]], typer.Option(
         help="COMPONENT:--flag=value for a created local cluster.")] = None,
     out: Annotated[Optional[str], typer.Option(help="Run directory (default results/<ts>).")
@@ -122,8 +126,9 @@ def run(
     if not modes and not kubeconfig:
         raise UserError("--proxy-mode: name at least one of iptables, nftables, ipvs")
     scenarios = parse_scenarios(scenario)
-    if trials < 1 or parallel < 1 or probe_interval_ms <= 0:
-        raise UserError("--trials and --parallel must be >= 1, --probe-interval-ms > 0")
+    if trials < 1 or parallel < 1 or probe_interval_ms <= 0 or probe_idle_interval_ms <= 0:
+        raise UserError("--trials and --parallel must be >= 1, --probe-interval-ms and "
+                        "--probe-idle-interval-ms > 0")
     provider = _provider(cluster, kubeconfig, nodes, modes[0] if modes else "",
                          parse_component_args(component_arg or []), modes=modes,
                          agent_image=agent_image, max_skew_ms=max_skew,
@@ -136,7 +141,8 @@ def run(
         resume=bool(resume), target_image=target_image or "",
         scenario=ScenarioConfig(scenarios=scenarios, trials=trials, parallel=parallel,
                                 spacing_s=spacing_ms / 1000, trial_timeout_s=trial_timeout,
-                                probe_interval_ms=probe_interval_ms))
+                                probe_interval_ms=probe_interval_ms,
+                                probe_idle_interval_ms=probe_idle_interval_ms))
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                         TimeElapsedColumn(), console=console)

@@ -148,6 +148,9 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
     last_flush = [time.monotonic()]
 
     def sink(r: EventRow) -> None:
+        for ln in lanes:  # a lane focuses the probers on its pod's Ready
+            if ln.service == r["service"]:
+                ln.on_watch_row(r)
         if r["scenario"] not in sc.scenarios:  # setup or cleanup of a cycle: not a trial
             return
         with lock:
@@ -194,7 +197,8 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
         agents.arm(targets, sc.probe_interval_ms,
                    max_seconds=len(todo) * (per_cycle * sc.trial_timeout_s + 5) + 60,
                    max_requests=int(len(todo) * per_cycle * (sc.trial_timeout_s * 1000 /
-                                                     sc.probe_interval_ms)) + 10_000)
+                                                     sc.probe_interval_ms)) + 10_000,
+                   idle_interval_ms=sc.probe_idle_interval_ms)
         time.sleep(0.5)  # the baseline answers before the first trial starts
         assigned = split_trials(sc.trials, sc.parallel)
 

@@ -10,11 +10,21 @@ gate is a pod condition the kubelet folds into Ready, like a failing probe); fin
 is deleted gracefully (`delete`, a removal). Lanes run in
 parallel on separate Services (`--parallel K`); within a lane one transition is in
 flight at a time. A trial that times out is recorded with a censor reason, never dropped.
+
+The agents probe a lane's Service at the fine interval only while a transition can
+show: from the trigger of a removal until the IP has left every node's rules, and from
+the pod's Ready (seen on the API watch, before any rule can change) until every node got
+its first answer; and within that, not before kube-proxy may next change the rules (its
+last sync's end plus --min-sync-period; a crash is the exception: requests fail from
+the exit on). In between they probe at the idle interval: pod start, readiness probe,
+kube-proxy's wait and settling are most of a cycle, and the fine interval costs most of
+an agent's CPU.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +50,7 @@ class ScenarioConfig:
     trial_timeout_s: float = 30.0
     settle_s: float = 0.3
     probe_interval_ms: float = 5.0
+    probe_idle_interval_ms: float = 100.0
 
     @property
     def transitions(self) -> list[tuple[str, str]]:
@@ -78,6 +89,19 @@ class Lane:
             agents, registry, run_id, mode, cfg)
         self.on_trial = on_trial
         self.cluster_ip = ""
+        self._ready = threading.Event()  # the API watch saw the lane's pod become Ready
+        self._focused = False
+
+    def on_watch_row(self, r: EventRow) -> None:
+        """Called by the API watch's sink for every row of this lane's Service."""
+        if r["event"] == Ev.POD_READY and r["direction"] == "add":
+            self._ready.set()
+
+    def _focus(self, on: bool, after_sync: bool = True) -> None:
+        if on != self._focused:
+            self.agents.focus(self.service, self.cfg.trial_timeout_s + 5 if on else 0,
+                              after_sync=after_sync)
+            self._focused = on
 
     # --- setup ---------------------------------------------------------------------------
     def setup(self) -> str:
@@ -125,6 +149,7 @@ class Lane:
 
         add = ref("scale-up", "add")
         self.registry.set(pod, add)
+        self._ready.clear()
         t0 = time.time_ns()
         self._create_pod(pod, "trial", gated)
         if gated:
@@ -144,10 +169,12 @@ class Lane:
             time.sleep(self.cfg.spacing_s)
             rm = ref("delete", "remove")
             self.registry.set(pod, rm)
+            self._focus(True)
             t0 = time.time_ns()
             self._delete(pod)
             keep(rm, self._wait_remove(rm, pod, ip, t0, "delete pod (graceful)"))
         finally:
+            self._focus(False)
             self._delete(pod)
             self.registry.drop(pod)
             time.sleep(self.cfg.spacing_s)
@@ -159,6 +186,8 @@ class Lane:
         time.sleep(self.cfg.spacing_s)
         rm, back = ref(name, "remove"), ref(name, "add")
         self.registry.set(pod, rm, then=back)
+        self._ready.clear()  # a restarted container's Ready may come during the removal
+        self._focus(True, after_sync=name != "crash")  # a crash fails requests at once
         t0 = time.time_ns()
         if name == "crash":
             self._crash(pod)
@@ -238,13 +267,21 @@ class Lane:
         ip = ""
         missing = nodes
         while time.monotonic() < deadline:
+            if not self._focused and self._ready.is_set():
+                self._focus(True)
             ip = ip or self._pod_ip(pod)
             missing = [n for n in nodes
                        if self.agents.first_answer(n, self.service, pod) is None]
+            if ip and not missing:
+                self._focus(False)  # every node has its first answer: T5 is known
             if ip and not missing and all(self.agents.synced_after(n, ip, True, since)
                                           for n in nodes):
                 break
-            time.sleep(0.05)
+            if not self._focused:
+                self._ready.wait(0.05)
+            else:
+                time.sleep(0.05)
+        self._focus(False)
         self.agents.collect_once()
         end = time.time_ns()
         what = {"scale-up": "create pod", "crash": "container exit; kubelet restarts it",
@@ -273,11 +310,13 @@ class Lane:
             for n in nodes:
                 if n not in gone_at and self.agents.rule_change(n, ip, False, t0) is not None:
                     gone_at[n] = time.time_ns()
-            if len(gone_at) == len(nodes) and (
-                    time.time_ns() - max(gone_at.values())) / 1e9 >= self.cfg.settle_s and all(
-                    self.agents.synced_after(n, ip, False, t0) for n in nodes):
-                break
+            if len(gone_at) == len(nodes):
+                self._focus(False)  # no new connection can reach the pod any more
+                if (time.time_ns() - max(gone_at.values())) / 1e9 >= self.cfg.settle_s and all(
+                        self.agents.synced_after(n, ip, False, t0) for n in nodes):
+                    break
             time.sleep(0.05)
+        self._focus(False)
         self.agents.collect_once()
         end = time.time_ns()
         rows = [self._trigger(ref, t0, pod, what)]

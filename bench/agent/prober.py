@@ -1,4 +1,4 @@
-"""Send requests to Service ClusterIPs at a fixed interval, each over a NEW TCP connection.
+"""Send requests to Service ClusterIPs on a schedule, each over a NEW TCP connection.
 
 A kept-alive connection would stay on its first backend and never see new rules, so
 every request is a fresh connect (conntrack NEW, DNAT decided now). Connections are
@@ -6,16 +6,29 @@ non-blocking and overlap: a black-holed SYN does not stall the schedule. The pro
 records state, not requests: per (target, pod) the first and last answer and a count,
 and runs of consecutive failures — enough for T5/R5 and the black-hole window without
 an event per request.
+
+A new connection every few milliseconds is most of a node agent's CPU, so a target is
+probed at the fine interval only while it is *focused*, and at `idle_interval_s`
+otherwise. A focus may start later than it is asked for (`delay_s`: the agent knows
+when kube-proxy can next change the rules). Each first and last answer, and each
+failure run's ends, carry the gap to the request before (after) them on the same
+target: that is their real resolution, whatever the interval was at that moment.
 """
 
 from __future__ import annotations
 
 import errno
-import selectors
+import os
+import select
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+
+_IN, _OUT = select.EPOLLIN, select.EPOLLOUT
+_ERR, _HUP, _RDHUP = select.EPOLLERR, select.EPOLLHUP, select.EPOLLRDHUP
+_MASK = _IN | _OUT | _RDHUP | select.EPOLLET  # one registration per connection
+_READ = 4096
 
 
 @dataclass
@@ -26,11 +39,44 @@ class Target:
     path: str = "/hostname"
 
 
+class _Conn:
+    """One request in flight. `prev_ns`/`next_ns`: send times of its neighbours on the
+    same target (0 while unknown)."""
+
+    __slots__ = ("sock", "sched", "t_ns", "deadline", "buf", "sent", "prev_ns", "next_ns")
+
+    def __init__(self, sock: socket.socket, sched: _Sched, t_ns: int, deadline: float,
+                 prev_ns: int) -> None:
+        self.sock, self.sched, self.t_ns, self.deadline = sock, sched, t_ns, deadline
+        self.buf = b""
+        self.sent = False
+        self.prev_ns = prev_ns
+        self.next_ns = 0
+
+
+class _Sched:
+    """A target's schedule: when its next request is due and until when it is focused."""
+
+    __slots__ = ("target", "addr", "request", "next_at", "focus_from", "focus_until",
+                 "last")
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.addr = (target.ip, target.port)
+        self.request = f"GET {target.path} HTTP/1.0\r\nHost: {target.ip}\r\n\r\n".encode()
+        self.next_at = 0.0
+        self.focus_from = 0.0
+        self.focus_until = 0.0
+        self.last: _Conn | None = None
+
+
 @dataclass
 class PodSeen:
     first_ns: int
     last_ns: int
     count: int = 1
+    first_gap_ns: int = 0          # first answer minus the request before it (0: none)
+    last_conn: _Conn | None = None  # the last answer's request, for the gap after it
 
 
 @dataclass
@@ -39,188 +85,288 @@ class FailRun:
     last_ns: int
     count: int
     reasons: dict[str, int] = field(default_factory=dict)
+    first_gap_ns: int = 0
+    last_conn: _Conn | None = None
+
+    def report(self) -> dict[str, object]:
+        return {"first_ns": self.first_ns, "last_ns": self.last_ns, "count": self.count,
+                "reasons": dict(self.reasons), "first_gap_ns": self.first_gap_ns,
+                "last_gap_ns": _gap_after(self.last_conn)}
 
 
-@dataclass
-class _Conn:
-    target: Target
-    t_ns: int
-    deadline: float
-    buf: bytearray = field(default_factory=bytearray)
-    sent: bool = False
+def _gap_after(c: _Conn | None) -> int:
+    return c.next_ns - c.t_ns if c is not None and c.next_ns else 0
 
 
 class Prober:
-    """One thread, one selector, bounded by `max_requests` and `max_seconds` per arming."""
+    """One thread, one epoll, bounded by `max_requests` and `max_seconds` per arming."""
 
-    def __init__(self, interval_s: float = 0.005, timeout_s: float = 1.0,
-                 max_inflight: int = 256) -> None:
+    def __init__(self, interval_s: float = 0.005, idle_interval_s: float = 0.1,
+                 timeout_s: float = 1.0, max_inflight: int = 256) -> None:
         self.interval_s = interval_s
+        self.idle_interval_s = idle_interval_s
         self.timeout_s = timeout_s
         self.max_inflight = max_inflight
         self.lock = threading.Lock()
-        self.targets: list[Target] = []
+        self._scheds: dict[str, _Sched] = {}
+        self._active: list[_Sched] = []
         self.pods: dict[str, dict[str, PodSeen]] = {}
+        self._dirty: set[tuple[str, str]] = set()     # changed since the last take()
+        self._gap_open: set[tuple[str, str]] = set()  # last answer's next request unknown
         self.fail_runs: dict[str, list[FailRun]] = {}
         self._open_fail: dict[str, FailRun | None] = {}
         self.requests = 0
+        self.focused_s = 0.0  # wall seconds with at least one target focused
         self._budget_requests = 0
         self._budget_until = 0.0
-        self._wake = threading.Event()
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # --- control -----------------------------------------------------------------
     def arm(self, targets: list[Target], max_requests: int, max_seconds: float) -> None:
         with self.lock:
-            self.targets = list(targets)
+            active = []
             for t in targets:
+                s = self._scheds.get(t.name)
+                if s is None or s.target != t:
+                    s = self._scheds[t.name] = _Sched(t)
+                active.append(s)
                 self.pods.setdefault(t.name, {})
                 self.fail_runs.setdefault(t.name, [])
                 self._open_fail.setdefault(t.name, None)
+            self._active = active
             self._budget_requests = max_requests
             self._budget_until = time.monotonic() + max_seconds
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, daemon=True, name="prober")
             self._thread.start()
-        self._wake.set()
+        self._wake()
+
+    def focus(self, target: str, seconds: float, delay_s: float = 0.0) -> None:
+        """Probe `target` at the fine interval for up to `seconds`, from `delay_s` on."""
+        s = self._scheds.get(target)
+        if s is None:
+            raise KeyError(target)
+        start = time.monotonic() + max(0.0, delay_s)
+        s.focus_from, s.focus_until = start, start + max(0.0, seconds)
+        s.next_at = min(s.next_at, start)
+        self._wake()
+
+    def unfocus(self, target: str) -> None:
+        if (s := self._scheds.get(target)) is not None:
+            s.focus_from = s.focus_until = 0.0
+
+    def focused(self) -> bool:
+        """Some target is probed at the fine interval right now."""
+        now = time.monotonic()
+        return any(s.focus_from <= now < s.focus_until for s in self._active)
+
+    def waiting(self) -> list[str]:
+        """Targets whose focus was asked for but has not started yet."""
+        now = time.monotonic()
+        return [s.target.name for s in self._active if now < s.focus_from < s.focus_until]
 
     def disarm(self) -> None:
         with self.lock:
-            self.targets = []
+            self._active = []
             self._budget_requests = 0
 
     def stop(self) -> None:
         self.disarm()
         self._stop.set()
-        self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.eventfd_write(self._wake_fd, 1)
+        except BlockingIOError:
+            pass  # already pending
 
     def take(self) -> dict[str, object]:
-        """Snapshot of per-pod answers (cumulative) and failure runs (drained)."""
+        """Per-pod answers changed since the last take (first and last answer, count, and
+        the gaps to the neighbouring requests), failure runs (drained), the open run."""
         with self.lock:
-            pods = {t: {p: vars(s).copy() for p, s in m.items()} for t, m in self.pods.items()}
-            runs = {t: [vars(r).copy() for r in rs] for t, rs in self.fail_runs.items() if rs}
+            pods: dict[str, dict[str, dict[str, int]]] = {}
+            still_open = set()
+            for key in self._dirty | self._gap_open:
+                target, pod = key
+                s = self.pods.get(target, {}).get(pod)
+                if s is None:
+                    continue
+                gap = _gap_after(s.last_conn)
+                if not gap:
+                    still_open.add(key)
+                pods.setdefault(target, {})[pod] = {
+                    "first_ns": s.first_ns, "last_ns": s.last_ns, "count": s.count,
+                    "first_gap_ns": s.first_gap_ns, "last_gap_ns": gap}
+            self._dirty.clear()
+            self._gap_open = still_open
+            runs = {t: [r.report() for r in rs] for t, rs in self.fail_runs.items() if rs}
             for t in self.fail_runs:
                 self.fail_runs[t] = []
-            open_runs = {t: vars(r).copy() for t, r in self._open_fail.items() if r}
+            open_runs = {t: r.report() for t, r in self._open_fail.items() if r}
         return {"pods": pods, "fail_runs": runs, "open_fail": open_runs,
-                "requests": self.requests}
+                "requests": self.requests, "focused_s": round(self.focused_s, 3)}
 
     def forget_pod(self, target: str, pod: str) -> None:
         """Start a pod's record afresh: its next answer is a new first answer (restarts)."""
         with self.lock:
             self.pods.get(target, {}).pop(pod, None)
-
-    def forget(self, target: str) -> None:
-        with self.lock:
-            for d in (self.pods, self.fail_runs, self._open_fail):
-                d.pop(target, None)  # type: ignore[attr-defined]
+            self._dirty.discard((target, pod))
+            self._gap_open.discard((target, pod))
 
     # --- recording -----------------------------------------------------------------
     def _answer(self, c: _Conn, pod: str) -> None:
+        name = c.sched.target.name
         with self.lock:
-            seen = self.pods.setdefault(c.target.name, {})
-            if pod in seen:
-                s = seen[pod]
-                s.first_ns, s.last_ns = min(s.first_ns, c.t_ns), max(s.last_ns, c.t_ns)
-                s.count += 1
+            seen = self.pods.setdefault(name, {})
+            s = seen.get(pod)
+            if s is None:
+                seen[pod] = PodSeen(c.t_ns, c.t_ns, 1,
+                                    c.t_ns - c.prev_ns if c.prev_ns else 0, c)
             else:
-                seen[pod] = PodSeen(c.t_ns, c.t_ns)
-            run = self._open_fail.get(c.target.name)
+                if c.t_ns < s.first_ns:  # overlapping requests can answer out of order
+                    s.first_ns = c.t_ns
+                    s.first_gap_ns = c.t_ns - c.prev_ns if c.prev_ns else 0
+                if c.t_ns >= s.last_ns:
+                    s.last_ns, s.last_conn = c.t_ns, c
+                s.count += 1
+            self._dirty.add((name, pod))
+            run = self._open_fail.get(name)
             if run is not None:
-                self.fail_runs.setdefault(c.target.name, []).append(run)
-                self._open_fail[c.target.name] = None
+                self.fail_runs.setdefault(name, []).append(run)
+                self._open_fail[name] = None
 
     def _failure(self, c: _Conn, reason: str) -> None:
+        name = c.sched.target.name
         with self.lock:
-            run = self._open_fail.get(c.target.name)
+            run = self._open_fail.get(name)
             if run is None:
-                run = FailRun(c.t_ns, c.t_ns, 0)
-                self._open_fail[c.target.name] = run
-            run.first_ns, run.last_ns = min(run.first_ns, c.t_ns), max(run.last_ns, c.t_ns)
+                run = FailRun(c.t_ns, c.t_ns, 0, last_conn=c)
+                run.first_gap_ns = c.t_ns - c.prev_ns if c.prev_ns else 0
+                self._open_fail[name] = run
+            if c.t_ns < run.first_ns:
+                run.first_ns = c.t_ns
+                run.first_gap_ns = c.t_ns - c.prev_ns if c.prev_ns else 0
+            if c.t_ns >= run.last_ns:
+                run.last_ns, run.last_conn = c.t_ns, c
             run.count += 1
             run.reasons[reason] = run.reasons.get(reason, 0) + 1
 
     # --- the loop ------------------------------------------------------------------
-    def _start(self, sel: selectors.BaseSelector, target: Target) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        c = _Conn(target, time.time_ns(), time.monotonic() + self.timeout_s)
+    def _start(self, ep: select.epoll, conns: dict[int, _Conn], s: _Sched, now: float
+               ) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        t_ns = time.time_ns()
+        prev = s.last
+        c = _Conn(sock, s, t_ns, now + self.timeout_s, prev.t_ns if prev else 0)
+        if prev is not None:
+            prev.next_ns = t_ns
+        s.last = c
         self.requests += 1
-        err = sock.connect_ex((target.ip, target.port))
+        err = sock.connect_ex(s.addr)
         if err not in (0, errno.EINPROGRESS):
             sock.close()
             self._failure(c, errno.errorcode.get(err, str(err)))
             return
-        sel.register(sock, selectors.EVENT_WRITE, c)
+        fd = sock.fileno()
+        conns[fd] = c
+        ep.register(fd, _MASK)
 
-    def _event(self, sel: selectors.BaseSelector, sock: socket.socket, c: _Conn) -> None:
-        if not c.sent:
+    def _event(self, conns: dict[int, _Conn], fd: int, ev: int) -> None:
+        c = conns.get(fd)
+        if c is None:
+            return
+        sock = c.sock
+        if ev & _ERR or (ev & _HUP and not c.sent):
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                self._close(sel, sock)
-                self._failure(c, errno.errorcode.get(err, str(err)))
+            self._finish(conns, fd, c)
+            self._failure(c, errno.errorcode.get(err, str(err)) if err else "hangup")
+            return
+        if not c.sent:
+            if not ev & _OUT:
                 return
-            req = f"GET {c.target.path} HTTP/1.0\r\nHost: {c.target.ip}\r\n\r\n".encode()
             try:
-                sock.send(req)
+                sock.send(c.sched.request)
             except OSError as exc:
-                self._close(sel, sock)
+                self._finish(conns, fd, c)
                 self._failure(c, errno.errorcode.get(exc.errno or 0, "send"))
                 return
             c.sent = True
-            sel.modify(sock, selectors.EVENT_READ, c)
+        eof = bool(ev & (_RDHUP | _HUP))
+        if ev & _IN or eof:
+            try:
+                while True:  # edge-triggered: take everything that is there
+                    data = sock.recv(_READ)
+                    c.buf += data
+                    if len(data) < _READ:
+                        eof = eof or not data
+                        break
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                self._finish(conns, fd, c)
+                self._failure(c, errno.errorcode.get(exc.errno or 0, "recv"))
+                return
+        if not eof:
             return
-        try:
-            data = sock.recv(4096)
-        except OSError as exc:
-            self._close(sel, sock)
-            self._failure(c, errno.errorcode.get(exc.errno or 0, "recv"))
-            return
-        if data:
-            c.buf += data
-            return
-        self._close(sel, sock)
-        head, _, body = bytes(c.buf).partition(b"\r\n\r\n")
+        self._finish(conns, fd, c)
+        head, _, body = c.buf.partition(b"\r\n\r\n")
         if head.startswith(b"HTTP/1.") and head[9:12] == b"200" and body.strip():
             self._answer(c, body.strip().decode(errors="replace"))
         else:
             self._failure(c, "bad-response")
 
     @staticmethod
-    def _close(sel: selectors.BaseSelector, sock: socket.socket) -> None:
-        sel.unregister(sock)
-        sock.close()
+    def _finish(conns: dict[int, _Conn], fd: int, c: _Conn) -> None:
+        del conns[fd]
+        c.sock.close()  # closing the last reference also leaves the epoll set
 
     def _run(self) -> None:
-        sel = selectors.DefaultSelector()
-        next_at = next_sweep = time.monotonic()
+        ep = select.epoll()
+        ep.register(self._wake_fd, _IN)
+        conns: dict[int, _Conn] = {}
+        next_sweep = last = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
-            with self.lock:
-                targets = list(self.targets)
-                active = bool(targets) and self._budget_requests > 0 and now < self._budget_until
-            if not active and not sel.get_map():
-                self._wake.wait(0.5)
-                self._wake.clear()
-                next_at = time.monotonic()
-                continue
-            if active and now >= next_at and len(sel.get_map()) < self.max_inflight:
-                for t in targets:  # one request per target per interval
-                    self._start(sel, t)
-                with self.lock:
-                    self._budget_requests -= len(targets)
-                next_at += self.interval_s
-                if next_at < now:  # fell behind: do not burst to catch up
-                    next_at = now + self.interval_s
-            timeout = max(0.0, min(next_at - time.monotonic(), 0.05)) if active else 0.05
-            for key, _ in sel.select(timeout):
-                self._event(sel, key.fileobj, key.data)  # type: ignore[arg-type]
+            scheds = self._active
+            active = bool(scheds) and self._budget_requests > 0 and now < self._budget_until
+            timeout = 0.5
+            if active:
+                focused = False
+                for s in scheds:
+                    fine = s.focus_from <= now < s.focus_until
+                    focused = focused or fine
+                    if now >= s.next_at and len(conns) < self.max_inflight:
+                        self._start(ep, conns, s, now)
+                        self._budget_requests -= 1
+                        step = self.interval_s if fine else self.idle_interval_s
+                        nxt = s.next_at + step
+                        if nxt < now:  # fell behind: do not burst to catch up
+                            nxt = now + step
+                        if now < s.focus_from < nxt:  # a focus starts before that
+                            nxt = s.focus_from
+                        s.next_at = nxt
+                    timeout = min(timeout, s.next_at - now)
+                if focused:
+                    self.focused_s += now - last
+            elif conns:
+                timeout = 0.05
+            last = now
+            for fd, ev in ep.poll(max(0.0, min(timeout, 0.05 if conns else timeout))):
+                if fd == self._wake_fd:
+                    try:
+                        os.eventfd_read(self._wake_fd)
+                    except BlockingIOError:
+                        pass
+                    continue
+                self._event(conns, fd, ev)
             now = time.monotonic()
-            if now >= next_sweep:  # timeouts are coarse (1 s): sweep every 20 ms only
+            if conns and now >= next_sweep:  # timeouts are coarse (1 s): sweep every 20 ms
                 next_sweep = now + 0.02
-                for key in list(sel.get_map().values()):
-                    c = key.data
+                for fd, c in list(conns.items()):
                     if now > c.deadline:
-                        self._close(sel, key.fileobj)  # type: ignore[arg-type]
+                        self._finish(conns, fd, c)
                         self._failure(c, "timeout")
+        ep.close()

@@ -114,6 +114,11 @@ class RuleWatcher:
         if self._proc and self._proc.poll() is None:
             self._proc.terminate()
 
+    def monitor_pid(self) -> int:
+        """The live `nft monitor` child, 0 if none."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else 0
+
     def routes(self) -> Routes:
         return {k: set(v) for k, v in self._routes.items()}
 

@@ -3,9 +3,15 @@
     python -m bench.agent --node NAME [--listen 127.0.0.1:10299] [--token T]
 
 Endpoints (JSON): GET /healthz, GET /clock (offset estimation), POST /arm
-{targets:[{name,ip,port}], interval_ms, max_requests, max_seconds}, POST /disarm,
+{targets:[{name,ip,port}], interval_ms, idle_interval_ms, max_requests, max_seconds},
+POST /focus {target, seconds, after_sync} (probe that target at the fine interval for
+up to `seconds`; 0 ends the focus; with after_sync the fine probing starts only when
+kube-proxy may next change the rules: its last sync's end plus its --min-sync-period,
+which kube-proxy's runner waits between the end of one sync and the start of the
+next), POST /disarm,
 POST /forget {target, pod} (a restarted pod's next answer counts as a first one),
-GET /collect (state changes since the last collect, plus self-measured CPU),
+GET /collect (state changes since the last collect, plus self-measured CPU: this
+process and the rule dumps and `nft monitor` it runs),
 GET /kube-proxy-metrics (raw text, for the SLI cross-check). The agent stops by
 itself after --max-lifetime seconds.
 """
@@ -26,27 +32,37 @@ from bench.agent.prober import Prober, Target
 from bench.agent.rules import RuleWatcher
 
 
+SYNC_MARGIN_S = 0.05  # focus this much before kube-proxy's earliest next sync
+
+
 class Agent:
     def __init__(self, node: str, probe_interval_s: float, rules_poll_s: float,
-                 metrics_port: int) -> None:
+                 metrics_port: int, idle_interval_s: float = 0.1) -> None:
         self.node = node
         self.lock = threading.Lock()
         self.rule_changes: list[dict[str, Any]] = []
         self.syncs: list[dict[str, Any]] = []
-        self.prober = Prober(interval_s=probe_interval_s)
+        self.prober = Prober(interval_s=probe_interval_s, idle_interval_s=idle_interval_s)
         self.rules = RuleWatcher(self._on_rule, poll_interval_s=rules_poll_s)
-        self.poller = SyncPoller(self._on_sync, port=metrics_port)
-        self.started_cpu = time.process_time()
+        self.poller = SyncPoller(self._on_sync, port=metrics_port, fast=self.prober.focused)
+        self.started_cpu = self.cpu_seconds()
+        self.min_sync_s: float | None = None  # kube-proxy's, from its /configz
+        self.early_rule_changes = 0  # rules changed while a focus waited for the next sync
         self.started_wall = time.monotonic()
 
     def start(self) -> None:
         self.rules.start()
         self.poller.start()
+        self.min_sync_s = self.poller.min_sync_period()
 
     def _on_rule(self, t_ns: int, key: str, ip: str, present: bool) -> None:
         with self.lock:
             self.rule_changes.append({"t_ns": t_ns, "service": key, "ip": ip,
                                       "present": present})
+        self.poller.wake(0.04)  # the sync that made this change is stamped just after it
+        if self.prober.waiting():  # the after_sync prediction was wrong: count it
+            with self.lock:
+                self.early_rule_changes += 1
 
     def _on_sync(self, t_ns: int, seen_ns: int, syncs: int) -> None:
         with self.lock:
@@ -57,10 +73,44 @@ class Agent:
                    for t in body.get("targets", [])]
         if "interval_ms" in body:
             self.prober.interval_s = float(body["interval_ms"]) / 1000
+        if "idle_interval_ms" in body:
+            self.prober.idle_interval_s = float(body["idle_interval_ms"]) / 1000
         self.prober.arm(targets, int(body.get("max_requests", 200_000)),
                         float(body.get("max_seconds", 600)))
+        self.min_sync_s = self.poller.min_sync_period()  # kube-proxy may have restarted
         self.poller.active.set()
         return {"armed": [t.name for t in targets]}
+
+    def focus(self, body: dict[str, Any]) -> dict[str, Any]:
+        seconds = float(body.get("seconds", 0))
+        target = str(body["target"])
+        delay = 0.0
+        if seconds <= 0:
+            self.prober.unfocus(target)
+        else:
+            if body.get("after_sync") and self.min_sync_s and self.poller.last_sync():
+                # an older view of the last sync only makes the focus start earlier
+                earliest = self.poller.last_sync() + self.min_sync_s - SYNC_MARGIN_S
+                delay = max(0.0, earliest - time.time())
+            self.prober.focus(target, min(seconds, 600.0), delay_s=delay)
+            self.poller.wake(delay)  # syncs matter from then: poll at the fast rate
+        return {"target": target, "t_ns": time.time_ns(), "delay_s": round(delay, 4),
+                "focused": seconds > 0}
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of this process and of the children it ran: finished rule
+        dumps (reaped, so in the children times) and the live `nft monitor`."""
+        t = os.times()
+        total = t.user + t.system + t.children_user + t.children_system
+        pid = self.rules.monitor_pid()
+        if pid:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                pass  # it just exited: its time moves to the children times
+        return total
 
     def disarm(self) -> dict[str, Any]:
         self.prober.disarm()
@@ -74,11 +124,14 @@ class Agent:
         return {
             "node": self.node, "t_ns": time.time_ns(),
             "rule_changes": rules, "syncs": syncs, "probe": self.prober.take(),
-            "cpu_s": time.process_time() - self.started_cpu,
+            "cpu_s": self.cpu_seconds() - self.started_cpu,
             "wall_s": time.monotonic() - self.started_wall,
             "rule_mode": self.rules.mode, "rule_method": self.rules.method,
             "rule_resolution_ns": self.rules.resolution_ns,
             "probe_interval_ns": int(self.prober.interval_s * 1e9),
+            "probe_idle_interval_ns": int(self.prober.idle_interval_s * 1e9),
+            "kube_proxy_min_sync_s": self.min_sync_s,
+            "early_rule_changes": self.early_rule_changes,
             "sync_poll_interval_ns": int(self.poller.interval_s * 1e9),
             "routes": {k: sorted(v) for k, v in self.rules.routes().items()},
         }
@@ -128,6 +181,12 @@ def make_handler(agent: Agent, token: str) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(length) or b"{}")
             if self.path == "/arm":
                 return self._reply(200, agent.arm(body))
+            if self.path == "/focus":
+                try:
+                    return self._reply(200, agent.focus(body))
+                except KeyError:
+                    return self._reply(404, {"error": f"target {body.get('target')!r} "
+                                                      "is not armed"})
             if self.path == "/disarm":
                 return self._reply(200, agent.disarm())
             if self.path == "/forget":
@@ -144,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--listen", default="127.0.0.1:10299")
     ap.add_argument("--token", default=os.environ.get("HOPBENCH_TOKEN", ""))
     ap.add_argument("--probe-interval-ms", type=float, default=5.0)
+    ap.add_argument("--idle-interval-ms", type=float, default=100.0,
+                    help="probe interval of a target that is not focused")
     ap.add_argument("--rules-poll-ms", type=float, default=20.0)
     ap.add_argument("--metrics-port", type=int, default=10249)
     ap.add_argument("--max-lifetime", type=float, default=6 * 3600,
@@ -151,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     sys.setswitchinterval(0.0005)  # the rule watcher's thread gets the GIL back quickly
     agent = Agent(args.node, args.probe_interval_ms / 1000, args.rules_poll_ms / 1000,
-                  args.metrics_port)
+                  args.metrics_port, args.idle_interval_ms / 1000)
     agent.start()
     host, port = args.listen.rsplit(":", 1)
     server = ThreadingHTTPServer((host, int(port)), make_handler(agent, args.token))

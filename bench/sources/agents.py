@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,9 +64,17 @@ class NodeLog:
 
 
 class AgentStore:
-    def __init__(self, transports: list[Transport], poll_s: float = 0.1) -> None:
+    def __init__(self, transports: list[Transport], poll_s: float = 0.1,
+                 idle_poll_s: float = 0.5) -> None:
         self.transports = transports
-        self.poll_s = poll_s
+        self.poll_s = poll_s  # while some target is focused; idle_poll_s otherwise
+        self.idle_poll_s = idle_poll_s
+        self._focused: set[str] = set()
+        self._fast_until = 0.0  # the fast rate also runs on briefly after a focus ends
+        self._poke = threading.Event()
+        # focus must reach every node at once: one request per node in parallel
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(transports))),
+                                        thread_name_prefix="agent-focus")
         self.lock = threading.Lock()
         self._collect_lock = threading.Lock()
         self.nodes: dict[str, NodeLog] = {}
@@ -84,15 +93,41 @@ class AgentStore:
 
     def stop(self) -> None:
         self._stop.set()
+        self._poke.set()
         if self._thread:
             self._thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def arm(self, targets: list[dict[str, Any]], interval_ms: float, max_seconds: float,
-            max_requests: int) -> None:
+            max_requests: int, idle_interval_ms: float = 100.0) -> None:
         for t in self.transports:
             t.request("POST", "/arm", {"targets": targets, "interval_ms": interval_ms,
+                                       "idle_interval_ms": idle_interval_ms,
                                        "max_seconds": max_seconds,
                                        "max_requests": max_requests})
+
+    def focus(self, target: str, seconds: float, after_sync: bool = False) -> None:
+        """Every agent probes `target` at the fine interval for up to `seconds` (0: back
+        to the idle interval); with `after_sync`, from when its kube-proxy may next change
+        the rules. Best effort: a node that misses it probes at the idle interval, and
+        its answers then carry that coarser resolution."""
+        def one(t: Transport) -> None:
+            try:
+                t.request("POST", "/focus", {"target": target, "seconds": seconds,
+                                             "after_sync": after_sync}, timeout=2.0)
+            except Exception:  # noqa: BLE001 - counted, not fatal
+                with self.lock:
+                    self.errors[t.node] = self.errors.get(t.node, 0) + 1
+
+        for f in [self._pool.submit(one, t) for t in self.transports]:
+            f.result()
+        with self.lock:
+            if seconds > 0:
+                self._focused.add(target)
+            else:
+                self._focused.discard(target)
+                self._fast_until = time.monotonic() + 1.0  # the trial's end still waits
+        self._poke.set()
 
     def forget(self, target: str, pod: str) -> None:
         """Drop what every agent (and this store) knows of a pod's answers."""
@@ -119,8 +154,12 @@ class AgentStore:
         return out
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.collect_once()
+        while not self._stop.is_set():
+            fast = self._focused or time.monotonic() < self._fast_until
+            self._poke.wait(self.poll_s if fast else self.idle_poll_s)
+            self._poke.clear()
+            if not self._stop.is_set():
+                self.collect_once()
 
     def collect_once(self) -> None:
         """Drain every agent once. Lanes and the collector thread both call this; one at a
@@ -139,13 +178,16 @@ class AgentStore:
                 log = self.nodes[t.node]
                 log.rule_changes.extend(data["rule_changes"])
                 log.syncs.extend(data["syncs"])
-                log.pods = data["probe"]["pods"]
+                for target, changed in data["probe"]["pods"].items():  # changes only
+                    log.pods.setdefault(target, {}).update(changed)
                 for target, runs in data["probe"]["fail_runs"].items():
                     log.fail_runs.setdefault(target, []).extend(runs)
                 log.open_fail = data["probe"]["open_fail"]
-                log.info = {k: data.get(k) for k in ("rule_mode", "rule_method",
-                                                     "rule_resolution_ns", "probe_interval_ns",
-                                                     "sync_poll_interval_ns", "prober")}
+                log.info = {k: data.get(k) for k in (
+                    "rule_mode", "rule_method", "rule_resolution_ns", "probe_interval_ns",
+                    "probe_idle_interval_ns", "sync_poll_interval_ns", "prober",
+                    "kube_proxy_min_sync_s", "early_rule_changes")}
+                log.info["probe_focused_s"] = data["probe"].get("focused_s")
                 log.cpu.append((data["wall_s"], data["cpu_s"]))
 
     # --- queries used by the scenario ---------------------------------------------------
@@ -214,13 +256,17 @@ class AgentStore:
                                         **common))
                         break
                 seen = log.pods.get(target, {}).get(pod)
+                # an answer's resolution: the gap to the request before (first answer) or
+                # after it (last answer) on this target, fine or idle; the interval if unknown
                 if seen and want and inside(seen["first_ns"]):
                     rows.append(row(ref, Ev.FIRST_SUCCESS, seen["first_ns"],
-                                    source="agent-prober", resolution_ns=res_probe,
+                                    source="agent-prober",
+                                    resolution_ns=seen.get("first_gap_ns") or res_probe,
                                     value=seen["count"], **common))
                 if seen and not want:
                     rows.append(row(ref, Ev.LAST_SUCCESS, seen["last_ns"],
-                                    source="agent-prober", resolution_ns=res_probe,
+                                    source="agent-prober",
+                                    resolution_ns=seen.get("last_gap_ns") or res_probe,
                                     value=seen["count"], **common))
                 runs = [r for r in log.fail_runs.get(target, []) if inside(r["first_ns"])]
                 if (o := log.open_fail.get(target)) and inside(o["first_ns"]):
@@ -231,11 +277,15 @@ class AgentStore:
                         for k, v in r["reasons"].items():
                             reasons[k] = reasons.get(k, 0) + v
                     total = sum(r["count"] for r in runs)
-                    rows.append(row(ref, Ev.FAIL_FIRST, min(r["first_ns"] for r in runs),
-                                    source="agent-prober", resolution_ns=res_probe,
+                    first = min(runs, key=lambda r: r["first_ns"])
+                    last = max(runs, key=lambda r: r["last_ns"])
+                    rows.append(row(ref, Ev.FAIL_FIRST, first["first_ns"],
+                                    source="agent-prober",
+                                    resolution_ns=first.get("first_gap_ns") or res_probe,
                                     value=total, detail={"reasons": reasons}, **common))
-                    rows.append(row(ref, Ev.FAIL_LAST, max(r["last_ns"] for r in runs),
-                                    source="agent-prober", resolution_ns=res_probe,
+                    rows.append(row(ref, Ev.FAIL_LAST, last["last_ns"],
+                                    source="agent-prober",
+                                    resolution_ns=last.get("last_gap_ns") or res_probe,
                                     value=total, detail={"runs": len(runs)}, **common))
         return rows
 

@@ -94,8 +94,23 @@ def test_run_json_records_instruments(default_run: Path) -> None:
         expected = "nft-monitor"  # nftables mode, and iptables-nft on this host
         assert all(a["rule_method"] == expected for a in agents.values())
         assert all(0 < c < 1 for c in m["agent_cpu_fraction"].values())
+        # the fine interval waits for kube-proxy's next possible sync: read from its
+        # /configz, and no rule changed while a focus was still waiting for it
+        assert all(a["kube_proxy_min_sync_s"] == 1.0 for a in agents.values())
+        assert all(a["early_rule_changes"] == 0 for a in agents.values()), agents
+        assert all(0 < a["probe_focused_s"] < m["elapsed_s"] for a in agents.values())
         assert all(abs(o["offset_ns"]) < 5_000_000 for o in m["clock_offsets"].values())
         assert any(sum(s["counts"]) > 0 for s in m["sli"].values())
+
+
+def test_first_and_last_answers_have_the_fine_resolution(default_run: Path) -> None:
+    """The focus is on before the rules change: the request before a first answer (after
+    a last one) went out one fine interval away, not an idle one."""
+    ev = load_events(default_run)
+    res = ev[ev.event.isin([Ev.FIRST_SUCCESS, Ev.LAST_SUCCESS])].resolution_ns / 1e6
+    assert len(res) == 2 * 2 * 2 * TRIALS
+    assert (res <= 2 * 5.0).mean() >= 0.95, res.describe()
+    assert (res < 100).all(), res.describe()  # never the idle interval
 
 
 def test_prober_interval_bounds_rule_to_traffic(meas_cluster: ClusterSpec, tools,
