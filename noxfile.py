@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 
 import nox
 

@@ -117,9 +117,9 @@ def run(
 
     from bench import runner
     from bench.local.spec import check_mode, parse_component_args
+    from bench.results import load_hops
     from bench.scenario import ScenarioConfig, parse_scenarios
     from bench.summary import render, summary_table
-    from bench.results import load_hops
 
     given = proxy_mode or ("" if kubeconfig else "iptables,nftables")
     modes = tuple(check_mode(m.strip()) for m in given.split(",") if m.strip())
@@ -233,7 +233,8 @@ def cluster_up(
     provider: Annotated[str, typer.Option(help="local (default) or kind.")] = "local",
 ) -> None:
     """Create a cluster: local (control plane plus N node namespaces) or kind."""
-    from bench.build import build as do_build, toolset
+    from bench.build import build as do_build
+    from bench.build import toolset
     from bench.local import cluster
     from bench.local.spec import ClusterSpec, check_mode, parse_component_args
 

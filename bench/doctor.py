@@ -64,8 +64,8 @@ def _veth_works() -> bool:
     try:
         if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
             return False
-        return subprocess.run(["ip", "-n", ns, "link", "add", "name", "hbva", "type", "veth", "peer",
-                               "name", "hbvb"], capture_output=True).returncode == 0
+        return subprocess.run(["ip", "-n", ns, "link", "add", "name", "hbva", "type", "veth",
+                               "peer", "name", "hbvb"], capture_output=True).returncode == 0
     finally:
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
 

@@ -79,8 +79,8 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 def kind_version(kind: str) -> tuple[int, ...]:
-    return parse_version(subprocess.run([kind, "version"], check=False, capture_output=True, text=True,
-                                        timeout=30).stdout)
+    return parse_version(subprocess.run([kind, "version"], check=False, capture_output=True,
+                                        text=True, timeout=30).stdout)
 
 
 def prerequisites(mode: str, say: Say = print) -> str:
@@ -116,7 +116,8 @@ def config_for(mode: str, nodes: int) -> Path:
 
 
 def cluster_names(kind: str) -> list[str]:
-    proc = subprocess.run([kind, "get", "clusters"], check=False, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([kind, "get", "clusters"], check=False, capture_output=True, text=True,
+                          timeout=60)
     if proc.returncode != 0:
         raise ClusterError(f"`kind get clusters` failed: {_tail(proc)}")
     return proc.stdout.split()

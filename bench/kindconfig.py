@@ -400,8 +400,8 @@ def patch_check(configs: list[Path], policy: Path | None = None,
                 checker: Path | None = None) -> list[PatchReport]:
     checker = checker or checker_binary()
     cmd = [str(checker)] + (["-audit-policy", str(policy)] if policy else [])
-    proc = subprocess.run(cmd + [str(c) for c in configs], check=False, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(cmd + [str(c) for c in configs], check=False, capture_output=True,
+                          text=True, timeout=120)
     reports = [PatchReport(**json.loads(line)) for line in proc.stdout.splitlines()
                if line.startswith("{")]
     if len(reports) != len(configs) + (policy is not None):

@@ -192,8 +192,11 @@ class Lane:
         if name == "crash":
             self._crash(pod)
             restarts = self._restarts(pod)
-            abort = (lambda: "container restarted and was Ready again before the IP left "
-                     "the rules" if self._ready_again(pod, restarts) else "")
+
+            def abort() -> str:
+                return ("container restarted and was Ready again before the IP left the rules"
+                        if self._ready_again(pod, restarts) else "")
+
             rows = self._wait_remove(rm, pod, ip, t0, "container exit (agnhost /exit)", abort)
         else:
             self._gate(pod, False)

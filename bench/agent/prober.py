@@ -176,6 +176,8 @@ class Prober:
         self.disarm()
         self._stop.set()
         self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
 
     def _wake(self) -> None:
         try:
@@ -369,4 +371,6 @@ class Prober:
                     if now > c.deadline:
                         self._finish(conns, fd, c)
                         self._failure(c, "timeout")
+        for c in conns.values():  # stopped with requests in flight: they are not recorded
+            c.sock.close()
         ep.close()

@@ -31,7 +31,6 @@ from bench.agent.kpmetrics import SyncPoller
 from bench.agent.prober import Prober, Target
 from bench.agent.rules import RuleWatcher
 
-
 SYNC_MARGIN_S = 0.05  # focus this much before kube-proxy's earliest next sync
 
 

@@ -67,7 +67,7 @@ def is_running(name: str) -> bool:
     path = state_root() / name / "spec.json"
     if not path.exists():
         return False
-    state = _read_state(ClusterSpec.load(name))
+    state = read_state(ClusterSpec.load(name))
     if state.get("status") == "starting":  # an `up` in progress, unless its owner died
         return procs.alive(int(state.get("owner_pid", 0)))
     pids = state.get("pids", {}).values()
@@ -78,7 +78,8 @@ def _state_path(spec: ClusterSpec) -> Path:
     return spec.state_dir / "state.json"
 
 
-def _read_state(spec: ClusterSpec) -> dict:
+def read_state(spec: ClusterSpec) -> dict:  # type: ignore[type-arg]
+    """What `up` recorded of a cluster (status, pids, proxy mode, timings); {} if none."""
     try:
         return json.loads(_state_path(spec).read_text())
     except (OSError, ValueError):
@@ -86,7 +87,7 @@ def _read_state(spec: ClusterSpec) -> dict:
 
 
 def _write_state(spec: ClusterSpec, **updates: object) -> None:
-    state = _read_state(spec)
+    state = read_state(spec)
     state.update(updates)
     tmp = _state_path(spec).with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
@@ -360,7 +361,7 @@ def status(name: str | None = None) -> list[dict[str, object]]:
     rows = []
     for n in names:
         spec = ClusterSpec.load(n)
-        state = _read_state(spec)
+        state = read_state(spec)
         pids = state.get("pids", {})
         dead = sorted(k for k, p in pids.items() if not procs.alive(p))
         rows.append({"name": n, "nodes": spec.nodes, "proxy_mode": state.get("proxy_mode"),
@@ -410,7 +411,7 @@ def set_proxy_mode(name: str, mode: str, say: Say = print,
         raise UserError(f"cluster {name!r} is not running")
     tools = tools or require_toolset()
     clock = Timer(time.monotonic())
-    state = _read_state(spec)
+    state = read_state(spec)
     pids: dict[str, int] = state.get("pids", {})
     procs.stop([pids[f"kube-proxy-{n}"] for n in spec.node_names() if f"kube-proxy-{n}" in pids])
     for node in spec.node_names():

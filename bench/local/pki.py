@@ -51,7 +51,7 @@ def _write(pair: Pair, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) 
 
 def make_ca(dir: Path, stem: str, cn: str) -> Pair:
     key = _key()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
@@ -73,7 +73,7 @@ def issue(ca: Pair, dir: Path, stem: str, cn: str, org: str | None = None,
     ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
     ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
     key = _key()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
         [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
     builder = (x509.CertificateBuilder().subject_name(_name(cn, org))

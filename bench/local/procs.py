@@ -11,7 +11,6 @@ from pathlib import Path
 
 from bench.local.netns import ns_path
 
-
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # keeps daemons we started reapable
 
 

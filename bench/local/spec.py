@@ -131,7 +131,7 @@ class ClusterSpec:
         return json.dumps(asdict(self), indent=2)
 
     @staticmethod
-    def load(name: str) -> "ClusterSpec":
+    def load(name: str) -> ClusterSpec:
         path = state_root() / name / "spec.json"
         if not path.exists():
             raise UserError(f"no local cluster named {name!r} (see `hopbench cluster status`)")

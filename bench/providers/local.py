@@ -13,10 +13,9 @@ import httpx
 from bench import __version__, kubehttp
 from bench.build import Toolset, require_toolset
 from bench.errors import ClusterError
-from bench.local import cluster, procs
+from bench.local import cluster, components, procs
 from bench.local.netns import connect_in
 from bench.local.spec import API_PORT, ClusterSpec
-from bench.local import components
 
 AGENT_PORT = 10299
 
@@ -64,7 +63,7 @@ class LocalProvider:
 
     @classmethod
     def ensure(cls, name: str, nodes: int, mode: str, component_args: dict[str, list[str]],
-               say: Any = print) -> "LocalProvider":
+               say: Any = print) -> LocalProvider:
         """Reuse a running cluster of that name, or bring one up (and own it)."""
         tools = require_toolset()
         if cluster.is_running(name):
@@ -79,7 +78,7 @@ class LocalProvider:
         return self.spec.node_names()
 
     def proxy_mode(self) -> str:
-        return str(cluster._read_state(self.spec).get("proxy_mode", self.spec.proxy_mode))
+        return str(cluster.read_state(self.spec).get("proxy_mode", self.spec.proxy_mode))
 
     def set_proxy_mode(self, mode: str) -> None:
         if self.proxy_mode() != mode:
@@ -116,7 +115,7 @@ class LocalProvider:
         return self.spec.logs / "audit.log"
 
     def provenance(self) -> dict[str, Any]:
-        state = cluster._read_state(self.spec)
+        state = cluster.read_state(self.spec)
         return {
             "provider": "local", "cluster": self.spec.name,
             "kubernetes_version": self.tools.pins.kubernetes, "etcd_version": self.tools.pins.etcd,

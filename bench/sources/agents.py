@@ -238,7 +238,7 @@ class AgentStore:
                 res_rule = int(log.info.get("rule_resolution_ns", 0))
                 res_probe = int(log.info.get("probe_interval_ns", 0))
 
-                def inside(t: int) -> bool:
+                def inside(t: int, off: int = off) -> bool:
                     return start_ns <= t + off <= end_ns
 
                 for s in log.syncs:

@@ -3,7 +3,10 @@
 A cross-check of the watch receive times (T1, T2): the audit `stageTimestamp` of a
 ResponseComplete entry is stamped by the API server itself, at microsecond resolution.
 The policy logs metadata only, so the entry matched to an event is the latest write of
-that object at or before the watch saw the change.
+that object whose request the API server had received when the watch saw the change. (Not
+the latest one *completed* by then: a watcher hears of a write when it is stored, a
+little before the response completes, and matching on completion picked the previous
+write of the object, a second or more earlier, for some events.)
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ class AuditTail:
     def __init__(self, path: Path, namespace: str) -> None:
         self.path, self.namespace = path, namespace
         self.offset = path.stat().st_size if path.exists() else 0
-        self.pod_writes: dict[str, list[int]] = {}
-        self.slice_writes: dict[str, list[int]] = {}
+        # object name -> [(requestReceivedTimestamp, stageTimestamp)] in ns
+        self.pod_writes: dict[str, list[tuple[int, int]]] = {}
+        self.slice_writes: dict[str, list[tuple[int, int]]] = {}
 
     def read_new(self) -> None:
         if not self.path.exists():
@@ -54,7 +58,8 @@ class AuditTail:
             code = (e.get("responseStatus") or {}).get("code", 200)
             if code >= 300:
                 continue
-            t = _ns(e["stageTimestamp"])
+            done = _ns(e["stageTimestamp"])
+            t = (_ns(e.get("requestReceivedTimestamp") or e["stageTimestamp"]), done)
             if ref.get("resource") == "pods" and ref.get("subresource") == "status":
                 self.pod_writes.setdefault(ref.get("name", ""), []).append(t)
             elif ref.get("resource") == "endpointslices":
@@ -73,9 +78,11 @@ class AuditTail:
             else:
                 key = json.loads(ev["detail"]).get("slice", "")
                 writes = self.slice_writes.get(key, [])
-            before = [t for t in writes if t <= ev["t_ns"]]
+            before = [w for w in writes if w[0] <= ev["t_ns"]]
             if before:
-                out.append(row(ref, kind, max(before), source="audit", pod=ev["pod"],
+                received, done = max(before)
+                out.append(row(ref, kind, done, source="audit", pod=ev["pod"],
                                pod_ip=ev["pod_ip"], resolution_ns=1_000,
-                               detail={"object": key, "matched": ev["event"]}))
+                               detail={"object": key, "matched": ev["event"],
+                                       "received_ns": received}))
         return out

@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from bench.local import netns, teardown
 from bench.local.spec import ClusterSpec
 from bench.paths import state_root

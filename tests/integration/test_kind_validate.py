@@ -49,7 +49,8 @@ def checker() -> Path:
 
 
 def test_built_kind_is_the_pin(kind_bin: Path) -> None:
-    out = subprocess.run([str(kind_bin), "version"], check=False, capture_output=True, text=True).stdout
+    out = subprocess.run([str(kind_bin), "version"], check=False, capture_output=True,
+                         text=True).stdout
     assert out.startswith(f"kind {kindconfig.load_kind_pins().version} ")
 
 
@@ -144,7 +145,8 @@ def test_checker_refuses_audit_policy(checker: Path, tmp_path: Path, old: str, n
 def run_kind_plain(kind_bin: Path, config: Path, tmp_path: Path) -> str:
     proc = subprocess.run([str(kind_bin), "create", "cluster", "--name", "hbplain", "--config",
                            str(config), "--kubeconfig", str(tmp_path / "kubeconfig")],
-                          cwd=config.parent, check=False, capture_output=True, text=True, timeout=120)
+                          cwd=config.parent, check=False, capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode != 0
     return proc.stdout + proc.stderr
 
@@ -154,7 +156,8 @@ def no_engine() -> Callable[[], None]:
     docker = shutil.which("docker")
     if not docker:
         pytest.skip("no docker CLI here")
-    if subprocess.run([docker, "info"], check=False, capture_output=True, timeout=30).returncode == 0:
+    info = subprocess.run([docker, "info"], check=False, capture_output=True, timeout=30)
+    if info.returncode == 0:
         pytest.skip("a Docker engine is reachable: this test would create a real cluster")
     return lambda: None
 

@@ -19,7 +19,7 @@ NS = "hbtest-web"
 def _root_rules() -> tuple[str, str]:
     ipt = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     nft = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
-    return "\n".join(l for l in ipt.splitlines() if not l.startswith("#")), nft
+    return "\n".join(ln for ln in ipt.splitlines() if not ln.startswith("#")), nft
 
 
 ROOT_RULES_BEFORE = _root_rules()

@@ -31,7 +31,8 @@ def empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def engine_reachable() -> bool:
     assert REAL_DOCKER
-    return subprocess.run([REAL_DOCKER, "info"], check=False, capture_output=True, timeout=30).returncode == 0
+    info = subprocess.run([REAL_DOCKER, "info"], check=False, capture_output=True, timeout=30)
+    return info.returncode == 0
 
 
 @pytest.fixture
