@@ -1,7 +1,8 @@
 """nox sessions: the same plain functions the CLI calls, for CI and the README quickstart.
 
-`tests` (default) runs unit and integration tests; it needs root and installs what the
-local cluster needs. `bench` is the main job. Expensive sessions pass posargs through.
+`tests` (default) runs the linters (ruff, mypy), then unit and integration tests; it needs
+root and installs what the local cluster needs. `bench` is the main job. Expensive
+sessions pass posargs through.
 """
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ def _prepare_host(session: nox.Session) -> None:
     session.run("hopbench", "build")
 
 
+def _lint(session: nox.Session) -> None:
+    session.run("ruff", "check", ".")
+    session.run("mypy")
+
+
+@nox.session(python=PY)
+def lint(session: nox.Session) -> None:
+    """ruff and mypy (configured in pyproject.toml)."""
+    _install(session)
+    _lint(session)
+
+
 @nox.session(python=PY)
 def unit(session: nox.Session) -> None:
     """Pure unit tests: no root, no cluster."""
@@ -39,8 +52,9 @@ def unit(session: nox.Session) -> None:
 
 @nox.session(python=PY)
 def tests(session: nox.Session) -> None:
-    """Unit and integration tests; integration tests run on the real local cluster."""
+    """Linters, unit and integration tests; integration tests run on the real local cluster."""
     _install(session)
+    _lint(session)
     _prepare_host(session)
     session.run("pytest", "tests/unit", "tests/integration", *session.posargs)
 

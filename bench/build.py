@@ -152,7 +152,7 @@ def _build(go: str, work: Path, env: dict[str, str], pkgs: list[str], out: Path,
     cmd = [go, "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(out) + "/", *pkgs]
     proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    done, tail = 0, []
+    done, tail = 0, list[str]()
     assert proc.stdout is not None
     for line in proc.stdout:
         tail = (tail + [line.rstrip()])[-20:]

@@ -8,11 +8,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, cast
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from bench.errors import HopbenchError, UserError
@@ -33,7 +40,7 @@ def build_progress() -> tuple[Progress, object]:
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("packages"), TimeElapsedColumn(),
                         console=console)
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def cb(stage: str, done: int, total: int) -> None:
         if stage not in tasks:
@@ -170,7 +177,7 @@ def run(
 def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str,
               component_args: dict[str, list[str]], modes: tuple[str, ...] = (),
               agent_image: str | None = None, max_skew_ms: float | None = None,
-              probe_interval_ms: float = 5.0):  # type: ignore[no-untyped-def]
+              probe_interval_ms: float = 5.0):
     if cluster and kubeconfig:
         raise UserError("give --cluster or --kubeconfig, not both")
     if kubeconfig:
@@ -288,7 +295,8 @@ def cluster_status(name: Annotated[Optional[str], typer.Argument()] = None) -> N
     table = Table("name", "nodes", "proxy mode", "status", "RSS per node (MiB)", "kubeconfig")
     for r in rows:
         st = str(r["status"]) + (f" (dead: {', '.join(r['dead'])})" if r["dead"] else "")  # type: ignore[arg-type]
-        rss = ", ".join(f"{k} {v:.0f}" for k, v in r["node_rss_mib"].items())  # type: ignore[union-attr]
+        node_rss = cast(dict[str, float], r["node_rss_mib"])
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in node_rss.items())
         table.add_row(str(r["name"]), str(r["nodes"]), str(r["proxy_mode"]), st, rss,
                       str(r["kubeconfig"]))
     out.print(table if rows else "no local clusters")

@@ -214,7 +214,7 @@ def _apis(kubeconfig: Path) -> tuple[Any, Any]:
     from kubernetes import client, config
 
     try:
-        api = config.new_client_from_config(  # type: ignore[no-untyped-call]  # untyped lib
+        api = config.new_client_from_config(
             config_file=str(kubeconfig))
     except Exception as exc:  # the loader raises many types for bad files
         raise UserError(f"kubeconfig {kubeconfig} is not usable: {exc}") from exc

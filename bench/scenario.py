@@ -108,16 +108,16 @@ class Lane:
         workloads.apply(self.api, workloads.render(
             "trial-service.yaml", SERVICE=self.service, NAMESPACE=self.namespace))
         self._create_pod(f"{self.service}-base", "base")
-        self.cluster_ip = self.core.read_namespaced_service(
-            self.service, self.namespace).spec.cluster_ip
+        spec = self.core.read_namespaced_service(self.service, self.namespace).spec
+        self.cluster_ip = str(spec.cluster_ip or "") if spec else ""
         return self.cluster_ip
 
     def wait_base(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pod = self.core.read_namespaced_pod(f"{self.service}-base", self.namespace)
-            if any(c.type == "Ready" and c.status == "True"
-                   for c in (pod.status.conditions or [])):
+            st = self.core.read_namespaced_pod(f"{self.service}-base", self.namespace).status
+            if st and any(c.type == "Ready" and c.status == "True"
+                          for c in (st.conditions or [])):
                 return
             time.sleep(0.2)
         raise UserError(f"baseline pod of {self.service} not Ready in {timeout:.0f}s")
@@ -227,16 +227,18 @@ class Lane:
     def _restarts(self, pod: str) -> int:
         try:
             st = self.core.read_namespaced_pod(pod, self.namespace).status
-            return sum(c.restart_count for c in st.container_statuses or [])
         except client.ApiException:
             return 0
+        return sum(int(c.restart_count) for c in (st.container_statuses if st else None) or [])
 
     def _ready_again(self, pod: str, restarts_before: int) -> bool:
         try:
             st = self.core.read_namespaced_pod(pod, self.namespace).status
         except client.ApiException:
             return False
-        restarted = sum(c.restart_count for c in st.container_statuses or []) > restarts_before
+        if st is None:
+            return False
+        restarted = sum(int(c.restart_count) for c in st.container_statuses or []) > restarts_before
         ready = any(c.type == "Ready" and c.status == "True" for c in st.conditions or [])
         return restarted and ready
 
@@ -257,9 +259,10 @@ class Lane:
 
     def _pod_ip(self, pod: str) -> str:
         try:
-            return self.core.read_namespaced_pod(pod, self.namespace).status.pod_ip or ""
+            st = self.core.read_namespaced_pod(pod, self.namespace).status
         except client.ApiException:
             return ""
+        return str(st.pod_ip or "") if st else ""
 
     def _wait_add(self, ref: TrialRef, pod: str, t0: int, since_ns: int | None = None
                   ) -> tuple[str, list[EventRow]]:

@@ -46,8 +46,8 @@ def api_client(kubeconfig: str | Path) -> client.ApiClient:
 def ensure_namespace(api: client.ApiClient, name: str) -> None:
     core = client.CoreV1Api(api)
     try:
-        core.create_namespace({"metadata": {"name": name,
-                                            "labels": {"app.kubernetes.io/part-of": "hopbench"}}})
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+            name=name, labels={"app.kubernetes.io/part-of": "hopbench"})))
     except client.ApiException as exc:
         if exc.status != 409:
             raise
@@ -75,8 +75,8 @@ def wait_ready_pods(api: client.ApiClient, namespace: str, name: str, count: int
     while time.monotonic() < deadline:
         pods = core.list_namespaced_pod(
             namespace, label_selector=f"app.kubernetes.io/name={name}").items
-        ready = [p for p in pods if p.status.conditions and any(
-            c.type == "Ready" and c.status == "True" for c in p.status.conditions)]
+        ready = [p for p in pods if p.status and any(
+            c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
         if len(ready) >= count:
             return ready
         time.sleep(0.2)

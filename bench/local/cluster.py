@@ -8,6 +8,7 @@ forwarder to the API server, never an address or a route.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -78,7 +80,7 @@ def _state_path(spec: ClusterSpec) -> Path:
     return spec.state_dir / "state.json"
 
 
-def read_state(spec: ClusterSpec) -> dict:  # type: ignore[type-arg]
+def read_state(spec: ClusterSpec) -> dict[str, Any]:
     """What `up` recorded of a cluster (status, pids, proxy mode, timings); {} if none."""
     try:
         return json.loads(_state_path(spec).read_text())
@@ -319,8 +321,8 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
         wait_for("nodes Ready", lambda: _all_ready(api, spec.nodes), 90,
                  f"{spec.logs}/kubelet-*")
         for node in spec.node_names():
-            wait_for(f"kube-proxy sync on {node}", lambda n=node: proxy_synced(spec, n), 60,
-                     f"{spec.logs}/kube-proxy-{node}.log")
+            wait_for(f"kube-proxy sync on {node}", functools.partial(proxy_synced, spec, node),
+                     60, f"{spec.logs}/kube-proxy-{node}.log")
     (spec.state_dir / "spec.json").write_text(spec.to_json())
     _write_state(spec, status="up", up_seconds=clock(), node_cidrs=cidrs)
 
@@ -423,7 +425,8 @@ def set_proxy_mode(name: str, mode: str, say: Say = print,
     start_proxies(spec, tools, mode, start)
     _write_state(spec, pids=pids, proxy_mode=mode)
     for node in spec.node_names():
-        wait_for(f"kube-proxy ({mode}) sync on {node}", lambda n=node: proxy_synced(spec, n),
-                 60, f"{spec.logs}/kube-proxy-{node}.log")
+        wait_for(f"kube-proxy ({mode}) sync on {node}",
+                 functools.partial(proxy_synced, spec, node), 60,
+                 f"{spec.logs}/kube-proxy-{node}.log")
     say(f"kube-proxy now {mode} on {spec.nodes} node(s) after {clock()}s")
     return clock()

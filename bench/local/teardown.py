@@ -69,7 +69,7 @@ def cgroup_dirs(spec: ClusterSpec) -> list[Path]:
     for ctrl in CGROUP_ROOT.iterdir():
         base = ctrl / spec.cgroup_parent.lstrip("/")
         if base.is_dir():
-            found.extend(p for p, _, _ in os.walk(base, topdown=False))
+            found.extend(Path(p) for p, _, _ in os.walk(base, topdown=False))
     return [Path(p) for p in found]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import subprocess
@@ -48,6 +49,10 @@ class NetnsTransport:
         if b"application/json" in header:
             return json.loads(payload)
         return payload.decode(errors="replace")
+
+
+def _healthy(t: NetnsTransport) -> bool:
+    return bool(t.request("GET", "/healthz"))
 
 
 class LocalProvider:
@@ -97,8 +102,8 @@ class LocalProvider:
                                                 ns, env={"PYTHONPATH": _src_root()}))
             transports.append(NetnsTransport(node, ns, AGENT_PORT, token))
         for t in transports:
-            cluster.wait_for(f"agent on {t.node}", lambda t=t: bool(t.request("GET", "/healthz")),
-                             30, str(self.spec.logs / f"agent-{t.node}.log"))
+            cluster.wait_for(f"agent on {t.node}", functools.partial(_healthy, t), 30,
+                             str(self.spec.logs / f"agent-{t.node}.log"))
         return transports
 
     def stop_agents(self) -> None:

@@ -233,8 +233,8 @@ class AgentStore:
         with self.lock:
             for node, log in self.nodes.items():
                 off, unc = log.offset.offset_ns, log.offset.uncertainty_ns
-                common = dict(node=node, clock=f"node:{node}", offset_ns=off,
-                              uncertainty_ns=unc, pod=pod, pod_ip=ip)
+                common: dict[str, Any] = dict(node=node, clock=f"node:{node}", offset_ns=off,
+                                              uncertainty_ns=unc, pod=pod, pod_ip=ip)
                 res_rule = int(log.info.get("rule_resolution_ns", 0))
                 res_probe = int(log.info.get("probe_interval_ns", 0))
 

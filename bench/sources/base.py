@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from bench.schema import CLUSTER, EventRow
 
@@ -23,8 +24,7 @@ class TrialRef:
     direction: str  # "add" | "remove"
 
 
-class Sink(Protocol):
-    def __call__(self, row: EventRow) -> None: ...
+Sink = Callable[[EventRow], None]  # where a source hands each row it records
 
 
 class Registry:
