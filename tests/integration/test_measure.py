@@ -17,13 +17,16 @@ from bench.scenario import ScenarioConfig
 from bench.schema import ALL_NODES, HOPS, Ev
 
 TRIALS = 8
+MS_NS = 1_000_000
 
 
 def _run(spec: ClusterSpec, tools, out: Path, modes: tuple[str, ...], trials: int = TRIALS,
-         interval_ms: float = 5.0, spacing_s: float = 0.0) -> Path:  # type: ignore[no-untyped-def]
+         interval_ms: float = 5.0, spacing_s: float = 0.0,
+         scenarios: tuple[str, ...] = ("scale-up", "delete")) -> Path:  # type: ignore[no-untyped-def]
     provider = LocalProvider(spec, tools)
     cfg = runner.RunConfig(modes=modes, out_dir=out, scenario=ScenarioConfig(
-        trials=trials, probe_interval_ms=interval_ms, trial_timeout_s=20, spacing_s=spacing_s))
+        scenarios=scenarios, trials=trials, probe_interval_ms=interval_ms, trial_timeout_s=20,
+        spacing_s=spacing_s))
     try:
         return runner.run(provider, cfg, say=lambda m: None)
     finally:
@@ -111,6 +114,44 @@ def test_first_and_last_answers_have_the_fine_resolution(default_run: Path) -> N
     assert len(res) == 2 * 2 * 2 * TRIALS
     assert (res <= 2 * 5.0).mean() >= 0.95, res.describe()
     assert (res < 100).all(), res.describe()  # never the idle interval
+
+
+def test_crash_and_readiness_flap(meas_cluster: ClusterSpec, tools, tmp_path: Path,
+                                  default_run: Path) -> None:  # type: ignore[no-untyped-def]
+    """A crash black-holes requests from the exit on; a readiness flap keeps the container
+    serving until its IP leaves the rules. Both come back, every node sees it all."""
+    trials = 4
+    out = _run(meas_cluster, tools, tmp_path / "flap", ("nftables",), trials=trials,
+               scenarios=("crash", "readiness-flap"))
+    hops = load_hops(out)
+    per_node = hops[hops.node.isin(["n1", "n2"])]
+    for (scenario, direction), sub in per_node.groupby(["scenario", "direction"]):
+        assert sub.trial.nunique() == trials, (scenario, direction)
+        for hop in (h for h in HOPS if h.direction == direction and h.per_node
+                    and h.name != "blackhole"):
+            rows = sub[sub.hop == hop.name]
+            assert len(rows) == 2 * trials, (scenario, direction, hop.name)
+            ok = rows.latency_ms.notna() | (rows.censored & (rows.censor_reason != ""))
+            assert ok.all(), rows[~ok]
+    ev = load_events(out)
+    crash = ev[(ev.scenario == "crash") & (ev.direction == "remove")]
+    fails = crash[crash.event == Ev.FAIL_FIRST]
+    # the exit refuses connections at once: failures on (nearly) every node and trial,
+    # seen at the fine interval (the crash is focused from its trigger)
+    assert len(fails) >= 2 * trials - 1, crash.event.value_counts()
+    assert (fails.resolution_ns <= 2 * 5 * MS_NS).all(), fails.resolution_ns
+    trig = crash[crash.event == Ev.TRIGGER].set_index("trial").t_ns
+    assert (fails.t_ns + fails.offset_ns >= fails.trial.map(trig) - 5 * MS_NS).all()
+    flap = ev[(ev.scenario == "readiness-flap") & (ev.direction == "remove")]
+    assert not (flap.event == Ev.FAIL_FIRST).any(), "a flapped pod keeps serving"
+    last = _t(flap, Ev.LAST_SUCCESS)
+    gone = _t(flap, Ev.RULE_ABSENT)
+    both = last.merge(gone, on=["proxy_mode", "trial", "node"], suffixes=("_last", "_gone"))
+    assert len(both) == 2 * trials
+    assert (both.t_last <= both.t_gone + both.res_last + both.res_gone).all(), both
+    meta = load_meta(out)
+    agents = meta["modes"]["nftables"]["resolution"]["agents"]
+    assert all(a["early_rule_changes"] == 0 for a in agents.values()), agents
 
 
 def test_prober_interval_bounds_rule_to_traffic(meas_cluster: ClusterSpec, tools,
