@@ -124,9 +124,9 @@ def run(
 
     from bench import runner
     from bench.local.spec import check_mode, parse_component_args
-    from bench.results import load_hops
+    from bench.results import load_hops, load_meta
     from bench.scenario import ScenarioConfig, parse_scenarios
-    from bench.summary import render, summary_table
+    from bench.summary import instruments_table, render, summary_table
 
     given = proxy_mode or ("" if kubeconfig else "iptables,nftables")
     modes = tuple(check_mode(m.strip()) for m in given.split(",") if m.strip())
@@ -170,7 +170,10 @@ def run(
     finally:
         if not keep_cluster or kubeconfig:  # a kubeconfig run always removes its agents
             provider.close()
-    stdout.print(render(summary_table(load_hops(out_dir)), title=f"hopbench {out_dir}"))
+    stdout.print(render(summary_table(load_hops(out_dir)), title=f"hopbench {out_dir}",
+                        width=stdout.width))
+    if (inst := instruments_table(load_meta(out_dir), width=stdout.width)) is not None:
+        stdout.print(inst)
     say(f"results in {out_dir} (report: hopbench report {out_dir})")
 
 
@@ -197,12 +200,14 @@ def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str
 def show(run_dir: str) -> None:
     """Print the summary table of a stored run."""
     from bench.results import load_hops, load_meta
-    from bench.summary import render, summary_table
+    from bench.summary import instruments_table, render, summary_table
 
     meta = load_meta(run_dir)
     say(f"{run_dir}: status {meta.get('status')}, provider {meta.get('provider')}, "
         f"Kubernetes {meta.get('kubernetes_version')}, {meta.get('node_count')} node(s)")
-    stdout.print(render(summary_table(load_hops(run_dir)), title=run_dir))
+    stdout.print(render(summary_table(load_hops(run_dir)), title=run_dir, width=stdout.width))
+    if (inst := instruments_table(meta, width=stdout.width)) is not None:
+        stdout.print(inst)
 
 
 @app.command()

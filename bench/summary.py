@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.table import Table
 
 from bench.schema import ALL_NODES, CLUSTER, HOP_DTYPES, HOPS
@@ -69,13 +70,22 @@ def _order(line: Mapping[str, Any]) -> tuple[Any, ...]:
             SCOPES.index(line["scope"]))
 
 
-def render(df: pd.DataFrame, title: str = "latency per hop (ms)") -> Table:
-    """A rich table of `summary_table` output; inf shows as "censored", NaN as "-"."""
+def render(df: pd.DataFrame, title: str = "latency per hop (ms)", width: int | None = None
+           ) -> Table:
+    """A rich table of `summary_table` output; inf shows as "censored", NaN as "-".
+
+    Under 100 columns (`width`, e.g. an 80-column terminal) the table drops its `neg` and
+    `max` columns and its inner borders, so that every remaining column keeps its text.
+    """
+    compact = width is not None and width < 100
     table = Table(title=title, caption="ms; censored samples count as +inf; nearest-rank "
-                  "quantiles; 'all' = slowest node per trial", caption_justify="left")
-    table.add_column("mode / scenario / hop", no_wrap=True)
-    table.add_column("over")
-    for name in ("n", "cens", "neg", "p50", "p90", "p99", "max"):
+                  "quantiles; 'all' = slowest node per trial", caption_justify="left",
+                  box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD)
+    table.add_column("mode / scenario / hop", no_wrap=True, overflow="ellipsis")
+    table.add_column("over", no_wrap=True, min_width=4)
+    stats = ("n", "cens", "p50", "p90", "p99") if compact else (
+        "n", "cens", "neg", "p50", "p90", "p99", "max")
+    for name in stats:
         table.add_column(name, justify="right", no_wrap=True)
     group = None
     for r in df.to_dict("records"):
@@ -83,13 +93,63 @@ def render(df: pd.DataFrame, title: str = "latency per hop (ms)") -> Table:
         if key != group:
             group = key
             table.add_section()
-            table.add_row(f"[bold]{key[0]} / {key[1]} ({key[2]})[/]", *[""] * 8)
+            table.add_row(f"[bold]{key[0]} / {key[1]} ({key[2]})[/]", *[""] * (1 + len(stats)))
         scope = {"all-nodes": "all"}.get(str(r["scope"]), str(r["scope"]))
-        table.add_row(
-            f"  {r['hop']}", scope, str(r["n"]), str(r["censored"]), str(r["negative"]),
-            *(_ms(float(r[c])) for c in (*QUANTILES, "max_ms")),
-        )
+        cells = {"n": str(r["n"]), "cens": str(r["censored"]), "neg": str(r["negative"]),
+                 **{c[:3]: _ms(float(r[c])) for c in (*QUANTILES, "max_ms")}}
+        table.add_row(f"  {r['hop']}", scope, *(cells[name] for name in stats))
     return table
+
+
+def instruments_table(meta: Mapping[str, Any], width: int | None = None) -> Table | None:
+    """The run's checks of its own instruments (run.json `modes`), one column per mode:
+    rate, agent CPU, how long the prober ran at its fine interval, rule changes that
+    beat the probe focus, the resolution of each source and the API watch's delay."""
+    modes = meta.get("modes") or {}
+    if not modes:
+        return None
+    table = Table(title="instruments", box=box.SIMPLE_HEAD if width and width < 100
+                  else box.HEAVY_HEAD)
+    table.add_column("", no_wrap=True)
+    for mode in modes:
+        table.add_column(str(mode))
+    rows: dict[str, list[str]] = {}
+    for m in modes.values():
+        agents: dict[str, Any] = (m.get("resolution") or {}).get("agents") or {}
+        elapsed = float(m.get("elapsed_s") or 0)
+        cpu = m.get("agent_cpu_fraction") or {}
+        delay = m.get("watch_delay_ms") or {}
+        first: dict[str, Any] = next(iter(agents.values()), {})
+        cells = {
+            "trials per minute": f"{m.get('trials_per_minute', '-')} "
+                                 f"({m.get('trials', '-')} in {elapsed:.0f} s)",
+            "agent CPU per node": ", ".join(f"{n} {v * 100:.1f} %" for n, v in cpu.items()),
+            "fine probing, share of time": ", ".join(
+                f"{n} {float(a.get('probe_focused_s') or 0) / elapsed * 100:.0f} %"
+                for n, a in agents.items()) if elapsed else "-",
+            "rule changes before the focus": ", ".join(
+                f"{n} {a.get('early_rule_changes', '-')}" for n, a in agents.items()),
+            "rule watch": f"{first.get('rule_method', '-')}, "
+                          f"{_ns_ms(first.get('rule_resolution_ns'))}",
+            "prober interval": f"{_ns_ms(first.get('probe_interval_ns'))} (idle "
+                               f"{_ns_ms(first.get('probe_idle_interval_ns'))})",
+            "API watch delay p50/p90": "pod {} / {}, slice {} / {} ms".format(
+                *(delay.get(k, "-") for k in ("pod_ready_p50", "pod_ready_p90",
+                                              "slice_ready_p50", "slice_ready_p90"))),
+            "agent errors": ", ".join(f"{n} {v}" for n, v in
+                                      (m.get("agent_errors") or {}).items()),
+        }
+        for name, value in cells.items():
+            rows.setdefault(name, []).append(value or "-")
+    for name, values in rows.items():
+        table.add_row(name, *values)
+    return table
+
+
+def _ns_ms(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{float(value) / 1e6:g} ms"
 
 
 def _ms(value: float) -> str:

@@ -185,7 +185,7 @@ class AgentStore:
                 log.open_fail = data["probe"]["open_fail"]
                 log.info = {k: data.get(k) for k in (
                     "rule_mode", "rule_method", "rule_resolution_ns", "probe_interval_ns",
-                    "probe_idle_interval_ns", "sync_poll_interval_ns", "prober",
+                    "probe_idle_interval_ns", "sync_poll_interval_ns",
                     "kube_proxy_min_sync_s", "early_rule_changes")}
                 log.info["probe_focused_s"] = data["probe"].get("focused_s")
                 log.cpu.append((data["wall_s"], data["cpu_s"]))

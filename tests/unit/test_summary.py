@@ -108,3 +108,49 @@ def test_render_shows_every_line_and_marks_censored() -> None:
     text = out.getvalue()
     assert "censored" in text and "12.5" in text and "30.0" in text
     assert "slice_to_sync" in text and "ready_to_slice" in text
+
+
+def _text(t: Table, width: int) -> str:
+    buf = io.StringIO()
+    Console(file=buf, width=width, force_terminal=False).print(t)
+    return buf.getvalue()
+
+
+def test_narrow_terminal_keeps_every_shown_column_readable() -> None:
+    rows = [hop(float(v), trial=v) for v in range(1, 11)] + [hop(None, trial=11)]
+    wide = _text(render(table(rows), width=160), 160)
+    narrow = _text(render(table(rows), width=80), 80)
+    assert "max" in wide and " neg " in wide
+    assert " max " not in narrow and " neg " not in narrow
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    line = next(ln for ln in narrow.splitlines() if "slice_to_sync" in ln)
+    assert line.split()[1:5] == ["node", "11", "1", "6.0"]  # over, n, cens, p50: whole
+
+
+META = {"modes": {"iptables": {
+    "trials_per_minute": 41.8, "trials": 40, "elapsed_s": 57.4,
+    "agent_cpu_fraction": {"n1": 0.0413, "n2": 0.0387},
+    "agent_errors": {"n1": 0, "n2": 2},
+    "watch_delay_ms": {"pod_ready_p50": 1.75, "pod_ready_p90": 3.63,
+                       "slice_ready_p50": 1.12, "slice_ready_p90": 1.75},
+    "resolution": {"agents": {
+        "n1": {"probe_focused_s": 12.6, "early_rule_changes": 0, "rule_method": "nft-monitor",
+               "rule_resolution_ns": 5_000_000, "probe_interval_ns": 5_000_000,
+               "probe_idle_interval_ns": 100_000_000},
+        "n2": {"probe_focused_s": 13.7, "early_rule_changes": 3}}}}}}
+
+
+def test_instruments_table_shows_the_runs_self_checks() -> None:
+    from bench.summary import instruments_table
+
+    t = instruments_table(META)
+    assert t is not None
+    text = _text(t, 160)
+    assert "41.8 (40 in 57 s)" in text
+    assert "n1 4.1 %, n2 3.9 %" in text
+    assert "n1 22 %, n2 24 %" in text          # 12.6 s and 13.7 s of 57.4 s
+    assert "n1 0, n2 3" in text                # rule changes that beat the focus
+    assert "nft-monitor, 5 ms" in text and "5 ms (idle 100 ms)" in text
+    assert "pod 1.75 / 3.63, slice 1.12 / 1.75 ms" in text
+    assert "n1 0, n2 2" in text
+    assert instruments_table({}) is None
