@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +57,31 @@ def http_client(kubeconfig: str | Path, timeout: float | None = 10.0,
         ctx.verify_mode = ssl.CERT_NONE
     if cfg.cert_file:
         ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-    headers = {}
-    token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
-    if token:
-        headers["Authorization"] = token if token.startswith("Bearer ") else f"Bearer {token}"
     transport = httpx.HTTPTransport(verify=ctx)
     if netns:
         transport._pool = httpcore.ConnectionPool(  # noqa: SLF001 - httpx has no public hook
             ssl_context=ctx, network_backend=NetnsBackend(netns))
-    return httpx.Client(base_url=server or cfg.host, headers=headers, transport=transport,
+    return httpx.Client(base_url=server or cfg.host, auth=BearerFromConfig(cfg),
+                        transport=transport,
                         timeout=httpx.Timeout(timeout, read=None) if timeout else None)
+
+
+class BearerFromConfig(httpx.Auth):
+    """The kubeconfig's bearer token, read again for every request: an exec plugin's token
+    (EKS, GKE, OIDC helpers) expires during a long run, and the loader's refresh hook
+    renews it once expired (a timestamp comparison otherwise). Restarted watches and
+    retried requests thus carry a valid token."""
+
+    def __init__(self, cfg: client.Configuration) -> None:
+        self.cfg = cfg
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        hook = getattr(self.cfg, "refresh_api_key_hook", None)
+        if hook is not None:
+            hook(self.cfg)
+        keys = self.cfg.api_key or {}
+        token = keys.get("authorization") or keys.get("BearerToken")
+        if token:
+            request.headers["Authorization"] = (
+                token if token.startswith("Bearer ") else f"Bearer {token}")
+        yield request
