@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -55,6 +56,17 @@ def _closed_port() -> int:
     return port
 
 
+@contextmanager
+def armed(port: int, name: str = "svc") -> Iterator[Prober]:
+    """A prober at 5 ms fine / 100 ms idle on one target, stopped afterwards."""
+    p = Prober(interval_s=0.005, idle_interval_s=0.1)
+    p.arm([Target(name, "127.0.0.1", port)], max_requests=10_000, max_seconds=10)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
 def _count(p: Prober, seconds: float) -> int:
     before = p.requests
     time.sleep(seconds)
@@ -63,9 +75,7 @@ def _count(p: Prober, seconds: float) -> int:
 
 def test_fine_interval_only_while_focused(server: tuple[int, type[_Pod]]) -> None:
     port, _ = server
-    p = Prober(interval_s=0.005, idle_interval_s=0.1)
-    p.arm([Target("svc", "127.0.0.1", port)], max_requests=10_000, max_seconds=10)
-    try:
+    with armed(port) as p:
         time.sleep(0.2)
         idle = _count(p, 1.0)
         p.focus("svc", 1.0)
@@ -75,8 +85,6 @@ def test_fine_interval_only_while_focused(server: tuple[int, type[_Pod]]) -> Non
         assert not p.focused()
         time.sleep(0.15)
         after = _count(p, 1.0)
-    finally:
-        p.stop()
     assert 4 <= idle <= 16, idle        # ~10 at 100 ms
     assert fine >= 5 * idle, (fine, idle)  # ~200 at 5 ms
     assert after <= 16, after            # back to the idle interval
@@ -84,9 +92,7 @@ def test_fine_interval_only_while_focused(server: tuple[int, type[_Pod]]) -> Non
 
 def test_delayed_focus_waits_then_probes_finely(server: tuple[int, type[_Pod]]) -> None:
     port, _ = server
-    p = Prober(interval_s=0.005, idle_interval_s=0.1)
-    p.arm([Target("svc", "127.0.0.1", port)], max_requests=10_000, max_seconds=10)
-    try:
+    with armed(port) as p:
         time.sleep(0.2)
         p.focus("svc", 0.5, delay_s=0.4)
         assert p.waiting() == ["svc"] and not p.focused()
@@ -94,17 +100,13 @@ def test_delayed_focus_waits_then_probes_finely(server: tuple[int, type[_Pod]]) 
         time.sleep(0.15)
         assert p.waiting() == [] and p.focused()
         during = _count(p, 0.3)
-    finally:
-        p.stop()
     assert before <= 6, before
     assert during >= 4 * max(before, 1), (during, before)
 
 
 def test_answers_carry_the_gap_to_their_neighbours(server: tuple[int, type[_Pod]]) -> None:
     port, pod = server
-    p = Prober(interval_s=0.005, idle_interval_s=0.1)
-    p.arm([Target("svc", "127.0.0.1", port)], max_requests=10_000, max_seconds=10)
-    try:
+    with armed(port) as p:
         p.focus("svc", 5.0)
         time.sleep(0.3)
         pod.name = "pod-b"  # the "new backend" from now on
@@ -116,8 +118,6 @@ def test_answers_carry_the_gap_to_their_neighbours(server: tuple[int, type[_Pod]
         time.sleep(0.2)
         p.take()
         quiet = p.take()["pods"]
-    finally:
-        p.stop()
     a, b = first["pod-a"], first["pod-b"]
     assert a["last_ns"] < b["first_ns"]
     # at a 5 ms interval the neighbouring requests are a few ms away, never 0 (unknown)
@@ -133,9 +133,7 @@ def test_answers_carry_the_gap_to_their_neighbours(server: tuple[int, type[_Pod]
 
 def test_failures_form_runs_with_reasons_and_gaps(server: tuple[int, type[_Pod]]) -> None:
     port, pod = server
-    p = Prober(interval_s=0.005, idle_interval_s=0.1)
-    p.arm([Target("svc", "127.0.0.1", port)], max_requests=10_000, max_seconds=10)
-    try:
+    with armed(port) as p:
         p.focus("svc", 5.0)
         time.sleep(0.2)
         pod.name = ""  # an empty answer is a failed request
@@ -143,8 +141,6 @@ def test_failures_form_runs_with_reasons_and_gaps(server: tuple[int, type[_Pod]]
         pod.name = "pod-a"  # answers again: the failure run is closed
         time.sleep(0.2)
         snap = p.take()
-    finally:
-        p.stop()
     runs = snap["fail_runs"]["svc"]  # type: ignore[index]
     assert len(runs) == 1 and not snap["open_fail"]
     run = runs[0]
@@ -154,14 +150,10 @@ def test_failures_form_runs_with_reasons_and_gaps(server: tuple[int, type[_Pod]]
 
 
 def test_a_closed_port_fails_with_its_errno() -> None:
-    p = Prober(interval_s=0.005, idle_interval_s=0.1)
-    p.arm([Target("gone", "127.0.0.1", _closed_port())], max_requests=10_000, max_seconds=10)
-    try:
+    with armed(_closed_port(), "gone") as p:
         p.focus("gone", 5.0)
         time.sleep(0.2)
         snap = p.take()
-    finally:
-        p.stop()
     run = snap["open_fail"]["gone"]  # type: ignore[index]
     assert run["count"] >= 10 and set(run["reasons"]) == {"ECONNREFUSED"}
     assert snap["pods"] == {}
