@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,12 @@ def render_html(data: RunData, tables: Tables, figures: dict[str, Path],
          f"({cfg.n_boot} trial resamples, seed {cfg.seed})</p>"),
         _warnings(data, tables),
         "<h2>Runs</h2>", _table(data.runs), _run_json(data),
+        "<h2>Instruments</h2>",
+        ("<p>The run's checks of itself, per run and mode (run.json <code>modes</code>): "
+         "rate, the node agents' CPU (highest node; goal ≤ 5 % of a core), the share of "
+         "time the prober ran at its fine interval, rule changes that came while a probe "
+         "focus still waited for kube-proxy's next sync (should be 0), and the API watch's "
+         "delay behind the audit log.</p>"), _table(instruments(data.meta)),
         "<h2>Latency per hop</h2>",
         ("<p>Per-node hops are pooled over nodes (scope <i>node</i>); <i>all-nodes</i> is the "
          "time until every node had converged. Censored trials count in n; a quantile that "
@@ -107,6 +114,32 @@ def _warnings(data: RunData, tables: Tables) -> str:
         return ""
     items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     return f"<div class=warn><b>Read with care</b><ul>{items}</ul></div>"
+
+
+def instruments(meta: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per run and mode from run.json `modes`; keys an older run lacks stay empty."""
+    rows = []
+    for run_id, run in meta.items():
+        for mode, m in (run.get("modes") or {}).items():
+            agents = (m.get("resolution") or {}).get("agents") or {}
+            cpu = [float(v) for v in (m.get("agent_cpu_fraction") or {}).values()]
+            elapsed = float(m.get("elapsed_s") or 0)
+            fine = [float(a.get("probe_focused_s") or 0) for a in agents.values()
+                    if "probe_focused_s" in a]
+            early = [int(a["early_rule_changes"]) for a in agents.values()
+                     if "early_rule_changes" in a]
+            delay = m.get("watch_delay_ms") or {}
+            rows.append({
+                "run_id": run_id, "proxy_mode": mode,
+                "trials/min": m.get("trials_per_minute"),
+                "agent CPU max %": round(max(cpu) * 100, 1) if cpu else None,
+                "fine probing %": (round(max(fine) / elapsed * 100)
+                                   if fine and elapsed else None),
+                "early rule changes": sum(early) if early else None,
+                "watch delay p50/p90 ms (slice)":
+                    f"{delay.get('slice_ready_p50', '–')} / {delay.get('slice_ready_p90', '–')}",
+            })
+    return pd.DataFrame(rows)
 
 
 def _run_json(data: RunData) -> str:

@@ -46,3 +46,22 @@ def test_notebook_runs_on_the_sample(path: Path, monkeypatch: pytest.MonkeyPatch
     outputs = [o for c in book.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert [o for o in outputs if "image/png" in o.get("data", {})]
+
+
+def test_report_lists_the_runs_instrument_checks(tmp_path: Path) -> None:
+    from analysis.report import instruments
+
+    meta = json.loads((SAMPLE / "run.json").read_text())
+    table = instruments({meta["run_id"]: meta})
+    assert list(table.proxy_mode) == ["iptables", "nftables"]
+    for mode, m in meta["modes"].items():
+        row = table[table.proxy_mode == mode].iloc[0]
+        assert row["agent CPU max %"] == round(max(m["agent_cpu_fraction"].values()) * 100, 1)
+        assert row["trials/min"] == m["trials_per_minute"]
+        assert row["early rule changes"] == 0
+        assert 0 < row["fine probing %"] < 100
+    html = Path(write_report([SAMPLE], tmp_path)["html"]).read_text()
+    assert "<h2>Instruments</h2>" in html and "agent CPU max %" in html
+    # a run from before these keys existed still gets its row, with blanks
+    old = instruments({"r0": {"modes": {"iptables": {"trials_per_minute": 40.9}}}})
+    assert old.iloc[0]["trials/min"] == 40.9 and old.iloc[0]["agent CPU max %"] is None
