@@ -112,6 +112,8 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
         store.finish({"finished_ok": True})
     except KeyboardInterrupt:
         store.interrupt("interrupted by the user (Ctrl-C)")
+        say(f"interrupted: {len(store.complete_trials)} trials recorded in {cfg.out_dir}; "
+            f"`hopbench run --resume {cfg.out_dir}` with the same options continues it")
         raise
     except BaseException as exc:
         store.interrupt(f"{type(exc).__name__}: {exc}")
@@ -216,8 +218,11 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             futures = [pool.submit(lane_work, k) for k in range(sc.parallel)]
             for f in futures:
                 f.result()
-        except BaseException:
+        except BaseException as exc:
             stop.set()
+            if isinstance(exc, KeyboardInterrupt):
+                say("Ctrl-C: finishing the cycle in flight, then removing what this run "
+                    "created (the run directory stays valid)")
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown()
