@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional, cast
+from typing import TYPE_CHECKING, Annotated, Any, Optional, cast
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from rich.progress import (
 from rich.table import Table
 
 from bench.errors import HopbenchError, UserError
+
+if TYPE_CHECKING:
+    from bench.scenario import ScenarioConfig
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Measure every hop from pod Ready to the first request it serves.")
@@ -107,8 +110,9 @@ def run(
         help="COMPONENT:--flag=value for a created local cluster.")] = None,
     out: Annotated[Optional[str], typer.Option(help="Run directory (default results/<ts>).")
                    ] = None,
-    resume: Annotated[Optional[str], typer.Option(help="Continue an interrupted run dir.")
-                      ] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        help="Continue an interrupted run dir, with the modes, scenarios, trials and "
+             "intervals it was started with.")] = None,
     keep_cluster: Annotated[bool, typer.Option(help="Keep a cluster this run created.")] = False,
     target_image: Annotated[Optional[str], typer.Option(
         help="agnhost image for the measured pods (real clusters: a pullable one, e.g. "
@@ -136,6 +140,15 @@ def run(
     if trials < 1 or parallel < 1 or probe_interval_ms <= 0 or probe_idle_interval_ms <= 0:
         raise UserError("--trials and --parallel must be >= 1, --probe-interval-ms and "
                         "--probe-idle-interval-ms > 0")
+    sc_cfg = ScenarioConfig(scenarios=scenarios, trials=trials, parallel=parallel,
+                            spacing_s=spacing_ms / 1000, trial_timeout_s=trial_timeout,
+                            probe_interval_ms=probe_interval_ms,
+                            probe_idle_interval_ms=probe_idle_interval_ms)
+    if resume:  # the run's own options, not this command line's defaults
+        modes, sc_cfg, cluster = _resumed(load_meta(resume), cluster, kubeconfig)
+        probe_interval_ms = sc_cfg.probe_interval_ms
+        say(f"resuming with the run's options: {', '.join(modes)}; "
+            f"{', '.join(sc_cfg.scenarios)}; {sc_cfg.trials} cycles per mode")
     provider = _provider(cluster, kubeconfig, nodes, modes[0] if modes else "",
                          parse_component_args(component_arg or []), modes=modes,
                          agent_image=agent_image, max_skew_ms=max_skew,
@@ -146,14 +159,11 @@ def run(
     cfg = runner.RunConfig(
         modes=modes, out_dir=Path(resume or out or runner.default_out_dir()),
         resume=bool(resume), target_image=target_image or "",
-        scenario=ScenarioConfig(scenarios=scenarios, trials=trials, parallel=parallel,
-                                spacing_s=spacing_ms / 1000, trial_timeout_s=trial_timeout,
-                                probe_interval_ms=probe_interval_ms,
-                                probe_idle_interval_ms=probe_idle_interval_ms))
+        scenario=sc_cfg)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                         TimeElapsedColumn(), console=console)
-    total = len(modes) * trials * len(cfg.scenario.transitions)
+    total = len(modes) * cfg.scenario.trials * len(cfg.scenario.transitions)
     task = progress.add_task("trials", total=total, stats="")
 
     def on_progress(p: runner.Progress) -> None:
@@ -175,6 +185,30 @@ def run(
     if (inst := instruments_table(load_meta(out_dir), width=stdout.width)) is not None:
         stdout.print(inst)
     say(f"results in {out_dir} (report: hopbench report {out_dir})")
+
+
+def _resumed(meta: dict[str, Any], cluster: str | None, kubeconfig: str | None
+             ) -> tuple[tuple[str, ...], ScenarioConfig, str | None]:
+    """Modes, scenario options and local cluster of the run being resumed (run.json)."""
+    import dataclasses
+
+    from bench.scenario import ScenarioConfig
+
+    by_kubeconfig = meta.get("provider") == "kubeconfig"
+    if by_kubeconfig and not kubeconfig:
+        raise UserError("this run measured a cluster through a kubeconfig: resume it with "
+                        "--kubeconfig PATH")
+    if kubeconfig and not by_kubeconfig:
+        raise UserError(f"this run measured the local cluster {meta.get('cluster')!r}: "
+                        "resume it without --kubeconfig")
+    stored = dict(meta.get("scenario_config") or {})
+    known = {f.name for f in dataclasses.fields(ScenarioConfig)}
+    stored = {k: v for k, v in stored.items() if k in known}
+    stored["scenarios"] = tuple(stored.get("scenarios") or meta.get("scenarios") or ())
+    modes = tuple(str(m) for m in meta.get("proxy_modes") or ())
+    if not modes or not stored["scenarios"]:
+        raise UserError("run.json names no proxy modes or scenarios: nothing to resume")
+    return modes, ScenarioConfig(**stored), cluster or meta.get("cluster")
 
 
 def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str,

@@ -113,7 +113,7 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
     except KeyboardInterrupt:
         store.interrupt("interrupted by the user (Ctrl-C)")
         say(f"interrupted: {len(store.complete_trials)} trials recorded in {cfg.out_dir}; "
-            f"`hopbench run --resume {cfg.out_dir}` with the same options continues it")
+            f"continue with `hopbench run --resume {cfg.out_dir}`")
         raise
     except BaseException as exc:
         store.interrupt(f"{type(exc).__name__}: {exc}")
