@@ -52,7 +52,6 @@ class Agent:
     def start(self) -> None:
         self.rules.start()
         self.poller.start()
-        self.min_sync_s = self.poller.min_sync_period()
 
     def _on_rule(self, t_ns: int, key: str, ip: str, present: bool) -> None:
         with self.lock:
@@ -76,7 +75,7 @@ class Agent:
             self.prober.idle_interval_s = float(body["idle_interval_ms"]) / 1000
         self.prober.arm(targets, int(body.get("max_requests", 200_000)),
                         float(body.get("max_seconds", 600)))
-        self.min_sync_s = self.poller.min_sync_period()  # kube-proxy may have restarted
+        self.min_sync_s = self.poller.min_sync_period()  # per arming: kube-proxy restarts
         self.poller.active.set()
         return {"armed": [t.name for t in targets]}
 
