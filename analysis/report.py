@@ -23,6 +23,7 @@ from analysis.load import KEY_PROVENANCE, RunData, load_runs
 from analysis.plotkit import fmt_ms
 from analysis.plots import FIGURES, render_all, sli_of
 from analysis.stats import Settings, Tables, summary_tables
+from bench.schema import instruments as mode_instruments
 
 #: key in the returned dict -> (Tables attribute, file name)
 CSV_FILES = {"summary_csv": ("summary", "summary.csv"),
@@ -121,21 +122,17 @@ def instruments(meta: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     rows = []
     for run_id, run in meta.items():
         for mode, m in (run.get("modes") or {}).items():
-            agents = (m.get("resolution") or {}).get("agents") or {}
-            cpu = [float(v) for v in (m.get("agent_cpu_fraction") or {}).values()]
-            elapsed = float(m.get("elapsed_s") or 0)
-            fine = [float(a.get("probe_focused_s") or 0) for a in agents.values()
-                    if "probe_focused_s" in a]
-            early = [int(a["early_rule_changes"]) for a in agents.values()
-                     if "early_rule_changes" in a]
-            delay = m.get("watch_delay_ms") or {}
+            ins = mode_instruments(str(mode), m)
+            delay = ins.watch_delay_ms
             rows.append({
                 "run_id": run_id, "proxy_mode": mode,
-                "trials/min": m.get("trials_per_minute"),
-                "agent CPU max %": round(max(cpu) * 100, 1) if cpu else None,
-                "fine probing %": (round(max(fine) / elapsed * 100)
-                                   if fine and elapsed else None),
-                "early rule changes": sum(early) if early else None,
+                "trials/min": ins.trials_per_minute,
+                "agent CPU max %": (round(max(ins.agent_cpu.values()) * 100, 1)
+                                    if ins.agent_cpu else None),
+                "fine probing %": (round(max(ins.fine_share.values()) * 100)
+                                   if ins.fine_share else None),
+                "early rule changes": (sum(ins.early_rule_changes.values())
+                                       if ins.early_rule_changes else None),
                 "watch delay p50/p90 ms (slice)":
                     f"{delay.get('slice_ready_p50', '–')} / {delay.get('slice_ready_p90', '–')}",
             })

@@ -8,7 +8,7 @@ pure data: no Kubernetes client, no I/O, so `analysis` may import it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypedDict, get_type_hints
+from typing import Any, Literal, TypedDict, get_type_hints
 
 SCHEMA_VERSION = 1
 
@@ -141,3 +141,44 @@ def _dtypes(row: type) -> dict[str, str]:
 
 EVENT_DTYPES = _dtypes(EventRow)
 HOP_DTYPES = _dtypes(HopRow)
+
+
+@dataclass(frozen=True)
+class Instruments:
+    """A mode's checks of its own instruments, read from run.json `modes[mode]`; whatever
+    an older run.json lacks stays empty. Per-node values are keyed by node name."""
+
+    proxy_mode: str
+    trials_per_minute: float | None
+    trials: int | None
+    elapsed_s: float
+    agent_cpu: dict[str, float]            # fraction of one core
+    fine_share: dict[str, float]           # fraction of elapsed_s at the fine interval
+    early_rule_changes: dict[str, int]     # rules that changed while a focus waited
+    agent_errors: dict[str, int]
+    rule_method: str
+    rule_resolution_ns: int | None
+    probe_interval_ns: int | None
+    probe_idle_interval_ns: int | None
+    watch_delay_ms: dict[str, float]
+
+
+def instruments(mode: str, m: dict[str, Any]) -> Instruments:
+    agents: dict[str, dict[str, Any]] = (m.get("resolution") or {}).get("agents") or {}
+    elapsed = float(m.get("elapsed_s") or 0)
+    first = next(iter(agents.values()), {})
+    return Instruments(
+        proxy_mode=mode, trials_per_minute=m.get("trials_per_minute"), trials=m.get("trials"),
+        elapsed_s=elapsed,
+        agent_cpu={n: float(v) for n, v in (m.get("agent_cpu_fraction") or {}).items()},
+        fine_share={n: float(a["probe_focused_s"] or 0) / elapsed for n, a in agents.items()
+                    if "probe_focused_s" in a and elapsed},
+        early_rule_changes={n: int(a["early_rule_changes"]) for n, a in agents.items()
+                            if "early_rule_changes" in a},
+        agent_errors={n: int(v) for n, v in (m.get("agent_errors") or {}).items()},
+        rule_method=str(first.get("rule_method") or ""),
+        rule_resolution_ns=first.get("rule_resolution_ns"),
+        probe_interval_ns=first.get("probe_interval_ns"),
+        probe_idle_interval_ns=first.get("probe_idle_interval_ns"),
+        watch_delay_ms=dict(m.get("watch_delay_ms") or {}),
+    )

@@ -23,7 +23,7 @@ import pandas as pd
 from rich import box
 from rich.table import Table
 
-from bench.schema import ALL_NODES, CLUSTER, HOP_DTYPES, HOPS
+from bench.schema import ALL_NODES, CLUSTER, HOP_DTYPES, HOPS, instruments
 from bench.timeline import coerce
 
 KEYS = ["proxy_mode", "scenario", "direction", "hop", "scope"]
@@ -114,36 +114,35 @@ def instruments_table(meta: Mapping[str, Any], width: int | None = None) -> Tabl
     for mode in modes:
         table.add_column(str(mode))
     rows: dict[str, list[str]] = {}
-    for m in modes.values():
-        agents: dict[str, Any] = (m.get("resolution") or {}).get("agents") or {}
-        elapsed = float(m.get("elapsed_s") or 0)
-        cpu = m.get("agent_cpu_fraction") or {}
-        delay = m.get("watch_delay_ms") or {}
-        first: dict[str, Any] = next(iter(agents.values()), {})
+    for mode, m in modes.items():
+        ins = instruments(str(mode), m)
+        delay = ins.watch_delay_ms
         cells = {
-            "trials per minute": f"{m.get('trials_per_minute', '-')} "
-                                 f"({m.get('trials', '-')} in {elapsed:.0f} s)",
-            "agent CPU per node": ", ".join(f"{n} {v * 100:.1f} %" for n, v in cpu.items()),
-            "fine probing, share of time": ", ".join(
-                f"{n} {float(a.get('probe_focused_s') or 0) / elapsed * 100:.0f} %"
-                for n, a in agents.items()) if elapsed else "-",
+            "trials per minute": f"{_or_dash(ins.trials_per_minute)} "
+                                 f"({_or_dash(ins.trials)} in {ins.elapsed_s:.0f} s)",
+            "agent CPU per node": ", ".join(f"{n} {v * 100:.1f} %"
+                                            for n, v in ins.agent_cpu.items()),
+            "fine probing, share of time": ", ".join(f"{n} {v * 100:.0f} %"
+                                                     for n, v in ins.fine_share.items()),
             "rule changes before the focus": ", ".join(
-                f"{n} {a.get('early_rule_changes', '-')}" for n, a in agents.items()),
-            "rule watch": f"{first.get('rule_method', '-')}, "
-                          f"{_ns_ms(first.get('rule_resolution_ns'))}",
-            "prober interval": f"{_ns_ms(first.get('probe_interval_ns'))} (idle "
-                               f"{_ns_ms(first.get('probe_idle_interval_ns'))})",
+                f"{n} {v}" for n, v in ins.early_rule_changes.items()),
+            "rule watch": f"{ins.rule_method or '-'}, {_ns_ms(ins.rule_resolution_ns)}",
+            "prober interval": f"{_ns_ms(ins.probe_interval_ns)} (idle "
+                               f"{_ns_ms(ins.probe_idle_interval_ns)})",
             "API watch delay p50/p90": "pod {} / {}, slice {} / {} ms".format(
                 *(delay.get(k, "-") for k in ("pod_ready_p50", "pod_ready_p90",
                                               "slice_ready_p50", "slice_ready_p90"))),
-            "agent errors": ", ".join(f"{n} {v}" for n, v in
-                                      (m.get("agent_errors") or {}).items()),
+            "agent errors": ", ".join(f"{n} {v}" for n, v in ins.agent_errors.items()),
         }
         for name, value in cells.items():
             rows.setdefault(name, []).append(value or "-")
     for name, values in rows.items():
         table.add_row(name, *values)
     return table
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 def _ns_ms(value: Any) -> str:
