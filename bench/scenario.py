@@ -272,21 +272,22 @@ class Lane:
         nodes = list(self.agents.nodes)
         ip = ""
         missing = nodes
+        answered = False  # every node has its first answer: T5 is known, focus is over
         while time.monotonic() < deadline:
-            if not self._focused and self._ready.is_set():
+            if not answered and not self._focused and self._ready.is_set():
                 self._focus(True)
             ip = ip or self._pod_ip(pod)
             missing = [n for n in nodes
                        if self.agents.first_answer(n, self.service, pod) is None]
             if ip and not missing:
-                self._focus(False)  # every node has its first answer: T5 is known
-            if ip and not missing and all(self.agents.synced_after(n, ip, True, since)
-                                          for n in nodes):
-                break
-            if not self._focused:
-                self._ready.wait(0.05)
-            else:
+                answered = True
+                self._focus(False)
+                if all(self.agents.synced_after(n, ip, True, since) for n in nodes):
+                    break
+            if answered or self._focused:
                 time.sleep(0.05)
+            else:
+                self._ready.wait(0.05)  # wakes at the pod's Ready to focus at once
         self._focus(False)
         self.agents.collect_once()
         end = time.time_ns()
