@@ -32,12 +32,12 @@ from pathlib import Path
 from bench import __version__
 from bench.errors import BuildError, HopbenchError, PrerequisiteError
 from bench.images import ImageSpec, dir_layer, write_archive
-from bench.paths import cache_dir
+from bench.paths import cache_dir, shipped
 
 Say = Callable[[str], None]
 REPO = "localhost/hopbench/agent"
-SRC_ROOT = Path(__file__).resolve().parent.parent
-ENTRYPOINT = SRC_ROOT / "workloads" / "agent" / "entrypoint.sh"
+PKG_ROOT = Path(__file__).resolve().parent  # bench/
+ENTRYPOINT = shipped("workloads") / "agent" / "entrypoint.sh"
 IN_IMAGE = "/opt/hopbench"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 #: what the rootfs layer holds left out: docs, manuals, translations and apt's caches
@@ -80,9 +80,9 @@ def work_dir() -> Path:
 
 def agent_files() -> dict[str, Path]:
     """In-image path -> host file: the agent package (stdlib only) and the entrypoint."""
-    files = {f"{IN_IMAGE}/bench/__init__.py": SRC_ROOT / "bench" / "__init__.py",
+    files = {f"{IN_IMAGE}/bench/__init__.py": PKG_ROOT / "__init__.py",
              f"{IN_IMAGE}/entrypoint.sh": ENTRYPOINT}
-    for py in sorted((SRC_ROOT / "bench" / "agent").glob("*.py")):
+    for py in sorted((PKG_ROOT / "agent").glob("*.py")):
         files[f"{IN_IMAGE}/bench/agent/{py.name}"] = py
     return files
 

@@ -42,9 +42,9 @@ import yaml
 
 from bench.errors import BuildError, UserError
 from bench.local.spec import MAX_NODES, POD_CIDR, PROXY_MODES, SERVICE_CIDR, check_mode
-from bench.paths import cache_dir
+from bench.paths import cache_dir, shipped
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "kind-configs"
+CONFIG_DIR = shipped("kind-configs")
 CHECKER_SOURCE = CONFIG_DIR / "validate" / "main.go"
 AUDIT_POLICY = "audit-policy.yaml"
 MULTI_NODE = 3  # the committed multi-node variant: 1 control plane + 2 workers

@@ -22,3 +22,14 @@ def state_root() -> Path:
 def run_root() -> Path:
     """Sockets and other runtime files; short paths because unix sockets are limited."""
     return Path(os.environ.get("HOPBENCH_RUN", "/run/hopbench"))
+
+
+def shipped(name: str) -> Path:
+    """A data directory that ships with the package (`workloads`, `kind-configs`).
+
+    A wheel carries them inside the package (bench/_shipped/, see pyproject.toml); a source
+    checkout or an editable install reads them at the repository root.
+    """
+    here = Path(__file__).resolve().parent
+    inside = here / "_shipped" / name
+    return inside if inside.is_dir() else here.parent / name

@@ -16,8 +16,9 @@ from kubernetes import client, config, utils
 
 from bench.errors import ClusterError, UserError
 from bench.images import AGNHOST
+from bench.paths import shipped
 
-REPO_WORKLOADS = Path(__file__).resolve().parent.parent / "workloads"
+REPO_WORKLOADS = shipped("workloads")
 
 
 def manifest_path(name: str) -> Path:
