@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from bench.schema import ALL_NODES, CLUSTER, END_TO_END, HOPS
+from bench.results.schema import ALL_NODES, CLUSTER, END_TO_END, HOPS
 
 SCOPE_CLUSTER = "cluster"    # cluster-level hop, one row per trial
 SCOPE_NODE = "node"          # a per-node hop on one node (pooled over nodes when grouped)

@@ -20,7 +20,7 @@ import pandas as pd
 from analysis.errors import DuplicateRun, ProvenanceMismatch, RunDirError, SchemaError
 from analysis.frame import with_scope
 from analysis.migrations import RawRun, migrate
-from bench.schema import EVENT_DTYPES, HOP_DTYPES
+from bench.results.schema import EVENT_DTYPES, HOP_DTYPES
 
 __all__ = ["DuplicateRun", "ProvenanceMismatch", "RunData", "RunDirError", "SchemaError",
            "check_provenance", "load_run", "load_runs", "run_dirs_from_env"]

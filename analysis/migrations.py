@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.errors import SchemaError
-from bench.schema import SCHEMA_VERSION
+from bench.results.schema import SCHEMA_VERSION
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from analysis.plotkit import (
     wants_log,
 )
 from analysis.quantiles import quantiles, sample
-from bench.schema import HOPS
+from bench.results.schema import HOPS
 
 COLUMNS = 4
 TITLES = {"add": "Add (pod becomes Ready)", "remove": "Remove (pod goes away)"}

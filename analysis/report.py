@@ -23,7 +23,7 @@ from analysis.load import KEY_PROVENANCE, RunData, load_runs
 from analysis.plotkit import fmt_ms
 from analysis.plots import FIGURES, render_all, sli_of
 from analysis.stats import Settings, Tables, summary_tables
-from bench.schema import instruments as mode_instruments
+from bench.results.schema import instruments as mode_instruments
 
 #: key in the returned dict -> (Tables attribute, file name)
 CSV_FILES = {"summary_csv": ("summary", "summary.csv"),

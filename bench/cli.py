@@ -56,7 +56,7 @@ def build_progress() -> tuple[Progress, object]:
 @app.command()
 def build(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False) -> None:
     """Build the pinned Kubernetes, agnhost and etcd binaries into the cache."""
-    from bench import build as b
+    from bench.build import gobuild as b
 
     progress, cb = build_progress()
     with progress:
@@ -68,7 +68,7 @@ def build(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] =
 def doctor(fix: Annotated[bool, typer.Option(help="apt-get install what is missing.")] = False
            ) -> None:
     """Check the host's prerequisites for the local cluster."""
-    from bench import doctor as d
+    from bench.build import doctor as d
 
     if fix:
         installed = d.fix()
@@ -127,8 +127,8 @@ def run(
     from pathlib import Path
 
     from bench import runner
-    from bench.local.spec import check_mode, parse_component_args
-    from bench.results import load_hops, load_meta
+    from bench.cluster.local.spec import check_mode, parse_component_args
+    from bench.results.store import load_hops, load_meta
     from bench.scenario import ScenarioConfig, parse_scenarios
     from bench.summary import instruments_table, render, summary_table
 
@@ -233,7 +233,7 @@ def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str
 @app.command()
 def show(run_dir: str) -> None:
     """Print the summary table of a stored run."""
-    from bench.results import load_hops, load_meta
+    from bench.results.store import load_hops, load_meta
     from bench.summary import instruments_table, render, summary_table
 
     meta = load_meta(run_dir)
@@ -247,7 +247,7 @@ def show(run_dir: str) -> None:
 @app.command()
 def reassemble(run_dir: str) -> None:
     """Re-derive hops.parquet from the run's raw events with this version's timeline rules."""
-    from bench.results import load_events, write_hops
+    from bench.results.store import load_events, write_hops
     from bench.timeline import assemble
 
     path = Path(run_dir)
@@ -279,13 +279,13 @@ def cluster_up(
     provider: Annotated[str, typer.Option(help="local (default) or kind.")] = "local",
 ) -> None:
     """Create a cluster: local (control plane plus N node namespaces) or kind."""
-    from bench.build import build as do_build
-    from bench.build import toolset
-    from bench.local import cluster
-    from bench.local.spec import ClusterSpec, check_mode, parse_component_args
+    from bench.build.gobuild import build as do_build
+    from bench.build.gobuild import toolset
+    from bench.cluster.local import cluster
+    from bench.cluster.local.spec import ClusterSpec, check_mode, parse_component_args
 
     if provider == "kind":
-        from bench import kind
+        from bench.cluster import kind
 
         if component_arg:
             raise UserError("--component-arg is for the local provider; kind takes its "
@@ -312,10 +312,10 @@ def cluster_down(name: Annotated[str, typer.Option(help="Cluster name.")] = "hop
                  provider: Annotated[str, typer.Option(help="local or kind.")] = "local"
                  ) -> None:
     """Remove a cluster and everything it created (idempotent)."""
-    from bench.local import cluster
+    from bench.cluster.local import cluster
 
     if provider == "kind":
-        from bench import kind
+        from bench.cluster import kind
 
         existed = kind.down(name, say=say)
         say(f"kind cluster {name!r} " + ("deleted" if existed else "did not exist"))
@@ -328,7 +328,7 @@ def cluster_down(name: Annotated[str, typer.Option(help="Cluster name.")] = "hop
 @cluster_app.command("status")
 def cluster_status(name: Annotated[Optional[str], typer.Argument()] = None) -> None:
     """List local clusters and whether their daemons are alive."""
-    from bench.local import cluster
+    from bench.cluster.local import cluster
 
     rows = cluster.status(name)
     table = Table("name", "nodes", "proxy mode", "status", "RSS per node (MiB)", "kubeconfig")
@@ -344,7 +344,7 @@ def cluster_status(name: Annotated[Optional[str], typer.Argument()] = None) -> N
 @cluster_app.command("kubeconfig")
 def cluster_kubeconfig(name: Annotated[str, typer.Argument()] = "hopbench") -> None:
     """Print the path of a cluster's admin kubeconfig."""
-    from bench.local.spec import ClusterSpec
+    from bench.cluster.local.spec import ClusterSpec
 
     out.print(str(ClusterSpec.load(name).kubeconfig))
 
@@ -353,7 +353,7 @@ def cluster_kubeconfig(name: Annotated[str, typer.Argument()] = "hopbench") -> N
                                                "ignore_unknown_options": True})
 def cluster_exec(ctx: typer.Context, name: str, node: str) -> None:
     """Run a command in a node's network namespace: cluster exec NAME NODE -- CMD..."""
-    from bench.local import cluster
+    from bench.cluster.local import cluster
 
     if not ctx.args:
         raise UserError("give a command after --, e.g. cluster exec hopbench n1 -- ip a")
@@ -365,11 +365,11 @@ def cluster_set_proxy_mode(name: str, mode: str,
                            provider: Annotated[str, typer.Option(help="local or kind.")
                                                ] = "local") -> None:
     """Switch kube-proxy on every node of a live cluster and wait for its first sync."""
-    from bench.local import cluster
+    from bench.cluster.local import cluster
 
     if provider == "kind":
-        from bench import kind
-        from bench.local.spec import check_mode
+        from bench.cluster import kind
+        from bench.cluster.local.spec import check_mode
 
         kind.set_proxy_mode(name, check_mode(mode), say=say)
         return

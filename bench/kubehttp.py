@@ -30,7 +30,7 @@ class NetnsBackend(httpcore.SyncBackend):
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None,
                     socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        from bench.local.netns import connect_in
+        from bench.cluster.local.netns import connect_in
 
         try:
             sock = connect_in(self.netns_name, host, port, timeout=timeout or 10.0)

@@ -24,9 +24,9 @@ from typing import Any
 from bench import __version__, workloads
 from bench.errors import ClusterError
 from bench.providers.base import Provider
-from bench.results import RunStore
+from bench.results.schema import Ev, EventRow
+from bench.results.store import RunStore
 from bench.scenario import Lane, ScenarioConfig, split_trials
-from bench.schema import Ev, EventRow
 from bench.sources.agents import AgentStore
 from bench.sources.apiwatch import WATCH_RESOLUTION_NS, ApiWatch
 from bench.sources.audit import AuditTail
@@ -270,7 +270,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
 def _watch_delay(store: RunStore, mode: str) -> dict[str, float]:
     """Self-check of the API watch: receive time minus the audit log's stageTimestamp of
     the same write, for pod Ready and slice updates (quantiles in ms)."""
-    from bench.results import load_events
+    from bench.results.store import load_events
 
     ev = load_events(store.path)
     ev = ev[ev.proxy_mode == mode]

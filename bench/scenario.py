@@ -33,7 +33,7 @@ from kubernetes import client
 
 from bench import workloads
 from bench.errors import UserError
-from bench.schema import CLUSTER, Ev, EventRow
+from bench.results.schema import CLUSTER, Ev, EventRow
 from bench.sources.agents import AgentStore
 from bench.sources.base import Registry, TrialRef, row
 

@@ -23,7 +23,7 @@ import pandas as pd
 from rich import box
 from rich.table import Table
 
-from bench.schema import ALL_NODES, CLUSTER, HOP_DTYPES, HOPS, instruments
+from bench.results.schema import ALL_NODES, CLUSTER, HOP_DTYPES, HOPS, instruments
 from bench.timeline import coerce
 
 KEYS = ["proxy_mode", "scenario", "direction", "hop", "scope"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.schema import ALL_NODES, CLUSTER, EVENT_DTYPES, HOP_DTYPES, HOPS, Ev, Hop
+from bench.results.schema import ALL_NODES, CLUSTER, EVENT_DTYPES, HOP_DTYPES, HOPS, Ev, Hop
 
 # Selection rules, as data (the hops themselves are data in schema.HOPS).
 #: events at either end of a cluster-level hop are observed once, at node CLUSTER

@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 from kubernetes import client, config, utils
 
+from bench.build.images import AGNHOST
 from bench.errors import ClusterError, UserError
-from bench.images import AGNHOST
 from bench.paths import shipped
 
 REPO_WORKLOADS = shipped("workloads")

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
+from bench.cluster.local.spec import PROXY_MODES
 from bench.errors import UserError
-from bench.local.spec import PROXY_MODES
 from bench.sources.agents import ClockOffset
 
 DEFAULT_METRICS_PORT = 10249

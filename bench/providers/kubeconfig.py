@@ -37,7 +37,8 @@ from typing import Any
 
 import httpx
 
-from bench import __version__, agentimage, kubehttp, workloads
+from bench import __version__, kubehttp, workloads
+from bench.build import agentimage
 from bench.errors import ClusterError, UserError
 from bench.providers import clusterfacts as facts
 from bench.providers import kubeapi
@@ -238,7 +239,7 @@ class KubeconfigProvider:
                 raise UserError(
                     f"agent image {self.options.image} cannot be used on node {node}: "
                     f"{reason} ({_short(waiting.get('message', ''))}); build it with "
-                    "`python -m bench.agentimage` (or workloads/agent/Dockerfile), import or "
+                    "`python -m bench.build.agentimage` (or workloads/agent/Dockerfile), import or "
                     "push it, and pass --agent-image REF")
             if reason in START_ERRORS or cs.get("restartCount", 0) >= 2:
                 log = self.api.get_text(

@@ -1,4 +1,5 @@
-"""The local provider: the embedded cluster from bench.local, agents as node-namespace processes."""
+"""The local provider: the embedded cluster from bench.cluster.local, agents as node-namespace
+processes."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from typing import Any
 import httpx
 
 from bench import __version__, kubehttp
-from bench.build import Toolset, require_toolset
+from bench.build.gobuild import Toolset, require_toolset
+from bench.cluster.local import cluster, components, procs
+from bench.cluster.local.netns import connect_in
+from bench.cluster.local.spec import API_PORT, ClusterSpec
 from bench.errors import ClusterError
-from bench.local import cluster, components, procs
-from bench.local.netns import connect_in
-from bench.local.spec import API_PORT, ClusterSpec
 
 AGENT_PORT = 10299
 
@@ -139,7 +140,7 @@ class LocalProvider:
 
     def kube_proxy_config(self) -> dict[str, Any]:
         """kube-proxy's effective configuration from its /configz endpoint, per node."""
-        from bench.local import nshttp
+        from bench.cluster.local import nshttp
         out: dict[str, Any] = {}
         for node in self.nodes():
             try:

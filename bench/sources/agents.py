@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bench.schema import Ev, EventRow
+from bench.results.schema import Ev, EventRow
 from bench.sources.base import TrialRef, row
 
 

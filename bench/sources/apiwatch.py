@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench.schema import Ev
+from bench.results.schema import Ev
 from bench.sources.base import Registry, Sink, row
 
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.schema import Ev, EventRow
+from bench.results.schema import Ev, EventRow
 from bench.sources.base import TrialRef, row
 
 MATCHES = {Ev.POD_READY: Ev.AUDIT_STATUS, Ev.SLICE_READY: Ev.AUDIT_SLICE,

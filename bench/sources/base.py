@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.schema import CLUSTER, EventRow
+from bench.results.schema import CLUSTER, EventRow
 
 
 @dataclass(frozen=True)

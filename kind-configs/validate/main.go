@@ -11,7 +11,7 @@
 // of the pinned Kubernetes release and runs the upstream validation, so such a mistake
 // fails here instead.
 //
-// It is not built from this directory: bench/kindconfig.py copies this file into a
+// It is not built from this directory: bench/build/kindconfig.py copies this file into a
 // generated Go module under the hopbench cache (requiring the pinned k8s.io/kubernetes,
 // sigs.k8s.io/kind and their staging modules) and builds it there.
 //

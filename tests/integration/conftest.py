@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.build import require_toolset
-from bench.local import cluster, teardown
-from bench.local.spec import ClusterSpec
+from bench.build.gobuild import require_toolset
+from bench.cluster.local import cluster, teardown
+from bench.cluster.local.spec import ClusterSpec
 
 NAME = "hbtest"
 

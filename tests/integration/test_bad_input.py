@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.local import netns, teardown
-from bench.local.spec import ClusterSpec
+from bench.cluster.local import netns, teardown
+from bench.cluster.local.spec import ClusterSpec
 from bench.paths import state_root
 from tests.integration.conftest import hopbench
 

@@ -7,7 +7,7 @@ pkg/internal/apis/config/encoding/load.go):
   but `Cluster.Validate()` (proxy mode, roles, subnets, ports) runs only AFTER
   `docker info` has answered. No kind command validates a config without a runtime.
 - So the pinned kind, built from source through the Go module proxy, runs against a
-  stand-in `docker` (bench.kindconfig.STAND_IN_DOCKER) that answers only the read-only
+  stand-in `docker` (bench.build.kindconfig.STAND_IN_DOCKER) that answers only the read-only
   probes (`docker info`, `docker ps`, `docker inspect --type=image`: "the node image is
   present") and refuses everything else. A config kind accepts gets through decode and
   Validate and reaches provisioning, whose first other command (`docker network ls`) is
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import kindconfig
-from bench.kindconfig import CONFIG_DIR, MULTI_NODE, KindVerdict
-from bench.local.spec import PROXY_MODES
+from bench.build import kindconfig
+from bench.build.kindconfig import CONFIG_DIR, MULTI_NODE, KindVerdict
+from bench.cluster.local.spec import PROXY_MODES
 
 CONFIGS = [kindconfig.filename(m, n) for m in PROXY_MODES for n in (1, MULTI_NODE)]
 

@@ -1,6 +1,6 @@
 """The kubeconfig provider end to end, against a real local cluster reached only through
 its kubeconfig: the agent runs as a DaemonSet from the image built here without Docker
-(bench.agentimage, cached), and the same runner measures the same hops as the local
+(bench.build.agentimage, cached), and the same runner measures the same hops as the local
 provider. Afterwards nothing of hopbench is left in the cluster, also after Ctrl-C.
 
 The cluster is this module's own ("hbkcfg", nftables mode, so the mode the agents read
@@ -21,15 +21,16 @@ from typing import Any
 import httpx
 import pytest
 
-from bench import agentimage, runner
+from bench import runner
+from bench.build import agentimage
+from bench.cluster.local import cluster, pki, teardown
+from bench.cluster.local.spec import ClusterSpec
 from bench.errors import UserError
-from bench.local import cluster, pki, teardown
-from bench.local.spec import ClusterSpec
 from bench.providers.kubeconfig import KubeconfigProvider
 from bench.providers.local import LocalProvider
-from bench.results import load_hops, load_meta
+from bench.results.schema import ALL_NODES
+from bench.results.store import load_hops, load_meta
 from bench.scenario import ScenarioConfig
-from bench.schema import ALL_NODES
 
 NAME = "hbkcfg"
 MODE = "nftables"

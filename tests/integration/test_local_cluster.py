@@ -9,9 +9,9 @@ import pytest
 from kubernetes import client
 
 from bench import workloads
-from bench.local import cluster, teardown
-from bench.local.nsprobe import who_answers
-from bench.local.spec import ClusterSpec
+from bench.cluster.local import cluster, teardown
+from bench.cluster.local.nsprobe import who_answers
+from bench.cluster.local.spec import ClusterSpec
 
 NS = "hbtest-web"
 

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from bench import runner
-from bench.local import cluster, teardown
-from bench.local.spec import ClusterSpec
+from bench.cluster.local import cluster, teardown
+from bench.cluster.local.spec import ClusterSpec
 from bench.providers.local import LocalProvider
-from bench.results import load_events, load_hops, load_meta
+from bench.results.schema import ALL_NODES, HOPS, Ev
+from bench.results.store import load_events, load_hops, load_meta
 from bench.scenario import ScenarioConfig
-from bench.schema import ALL_NODES, HOPS, Ev
 
 TRIALS = 8
 MS_NS = 1_000_000

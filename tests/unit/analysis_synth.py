@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.schema import ALL_NODES, CLUSTER, EVENT_COLUMNS, HOP_COLUMNS, HOPS, Ev
+from bench.results.schema import ALL_NODES, CLUSTER, EVENT_COLUMNS, HOP_COLUMNS, HOPS, Ev
 
 NS = 1_000_000  # ns per ms
 SYNC_MEDIAN_MS = {"iptables": 180.0, "nftables": 60.0, "ipvs": 45.0}

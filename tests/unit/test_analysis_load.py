@@ -20,7 +20,7 @@ from analysis.load import (
     run_dirs_from_env,
 )
 from analysis.migrations import MIGRATIONS, RawRun, SchemaError, migrate
-from bench.schema import EVENT_COLUMNS, HOP_COLUMNS, SCHEMA_VERSION
+from bench.results.schema import EVENT_COLUMNS, HOP_COLUMNS, SCHEMA_VERSION
 
 
 def test_load_one_run_gives_schema_frames(tmp_path: Path) -> None:

@@ -85,18 +85,20 @@ def test_sli_figure_reports_malformed_entries() -> None:
     assert any("malformed" in t.get_text() for t in fig.texts)
 
 
-def test_analysis_never_imports_a_kubernetes_client_or_the_harness() -> None:
+def test_analysis_never_imports_a_kubernetes_client_or_the_run_path() -> None:
+    """Transitively, at run time: loading every analysis module pulls in no client and none
+    of the harness's cluster-facing packages (pure bench modules such as the results
+    schema and store are fine). import-linter checks the same statically."""
     code = ("import sys, analysis.load, analysis.stats, analysis.plots, analysis.report;"
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'kr8s')"
-            " or (m.startswith('bench.') and m != 'bench.schema')];"
+            "bad = [m for m in sys.modules if m.split('.')[0] in"
+            " ('kubernetes', 'kr8s', 'httpx', 'httpcore', 'urllib3')"
+            " or m.split('.')[:2] in (['bench', 'providers'], ['bench', 'sources'],"
+            " ['bench', 'cluster'], ['bench', 'scenarios'], ['bench', 'runner'],"
+            " ['bench', 'build'], ['bench', 'workloads'], ['bench', 'kube'])];"
             "print(','.join(sorted(bad)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == ""
-    for source in ANALYSIS.glob("*.py"):
-        text = source.read_text()
-        assert not re.search(r"^\s*(import|from)\s+(kubernetes|kr8s)\b", text, re.MULTILINE), source
-        assert not re.search(r"^\s*from\s+bench\.(?!schema\b)", text, re.MULTILINE), source
 
 
 def test_png_checker_rejects_blank_images(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 from analysis_synth import hops_frame
 
 from analysis.sli import KUBE_PROXY_BUCKETS_S, direct_programming, parse_sli, pooled
-from bench.schema import ALL_NODES
+from bench.results.schema import ALL_NODES
 
 ENTRY = {"buckets_s": [0.25, 0.5, 1.0], "counts": [3, 2, 1, 4]}
 

@@ -19,7 +19,7 @@ from analysis.stats import (
     summarize,
     summary_tables,
 )
-from bench.schema import ALL_NODES
+from bench.results.schema import ALL_NODES
 
 FAST = Settings(n_boot=300, seed=1)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from analysis_synth import make_run
 
-from bench.schema import EVENT_COLUMNS, HOP_COLUMNS, SCHEMA_VERSION
+from bench.results.schema import EVENT_COLUMNS, HOP_COLUMNS, SCHEMA_VERSION
 from bench.timeline import assemble
 
 KEY = ["run_id", "trial", "direction", "node", "hop"]

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from bench import kind, kindconfig
+from bench.build import kindconfig
+from bench.build.kindconfig import CONFIG_DIR, MULTI_NODE, KindConfig, ModeSync
+from bench.cluster import kind
+from bench.cluster.local.spec import PROXY_MODES
 from bench.errors import UserError
-from bench.kindconfig import CONFIG_DIR, MULTI_NODE, KindConfig, ModeSync
-from bench.local.spec import PROXY_MODES
 
 CONFIGS = [(m, n) for m in PROXY_MODES for n in (1, MULTI_NODE)]
 
@@ -33,20 +34,20 @@ def patch(doc: dict[str, Any], kind_: str) -> dict[str, Any]:
 
 
 def test_committed_files_equal_generator_output() -> None:
-    assert kindconfig.drift() == [], "run `python -m bench.kindconfig` and commit the result"
+    assert kindconfig.drift() == [], "run `python -m bench.build.kindconfig` and commit the result"
     on_disk = {p.name for p in CONFIG_DIR.glob("*.yaml")}
     assert on_disk == set(kindconfig.committed_files())
 
 
 def test_check_command_reports_up_to_date() -> None:
-    proc = subprocess.run([sys.executable, "-m", "bench.kindconfig", "--check"],
+    proc = subprocess.run([sys.executable, "-m", "bench.build.kindconfig", "--check"],
                           check=False, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "up to date" in proc.stdout
 
 
 def test_check_command_reports_drift(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "bench.kindconfig", "--check",
+    proc = subprocess.run([sys.executable, "-m", "bench.build.kindconfig", "--check",
                            "--dest", str(tmp_path)], check=False, capture_output=True, text=True)
     assert proc.returncode == 1
     assert "differs from generator: iptables.yaml" in proc.stdout

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import kind
+from bench.build.kindconfig import CONFIG_DIR
+from bench.cluster import kind
 from bench.errors import ClusterError, PrerequisiteError, UserError
-from bench.kindconfig import CONFIG_DIR
 
 REAL_DOCKER = shutil.which("docker")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import agentimage
-from bench.images import ImageSpec, dir_layer, write_archive
+from bench.build import agentimage
+from bench.build.images import ImageSpec, dir_layer, write_archive
 
 DEB822 = """\
 Types: deb

@@ -25,7 +25,8 @@ def test_wheel_ships_and_finds_workloads_and_kind_configs(tmp_path: Path) -> Non
         assert want in names, f"{want} missing from {wheel.name}"
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
-    probe = ("import bench.workloads as w, bench.kindconfig as k, bench.agentimage as a; "
+    probe = ("import bench.workloads as w, bench.build.kindconfig as k, "
+             "bench.build.agentimage as a; "
              "print(w.manifest_path('trial-pod.yaml')); print(k.CONFIG_DIR); "
              "print(a.ENTRYPOINT.exists())")
     env = {**os.environ, "PYTHONPATH": str(target)}

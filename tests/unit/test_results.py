@@ -17,7 +17,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.errors import UserError
-from bench.results import (
+from bench.results.schema import (
+    EVENT_COLUMNS,
+    EVENT_DTYPES,
+    HOP_COLUMNS,
+    HOP_DTYPES,
+    SCHEMA_VERSION,
+    Ev,
+)
+from bench.results.store import (
     DISCARDED,
     EVENTS,
     HOPS,
@@ -28,7 +36,6 @@ from bench.results import (
     load_hops,
     load_meta,
 )
-from bench.schema import EVENT_COLUMNS, EVENT_DTYPES, HOP_COLUMNS, HOP_DTYPES, SCHEMA_VERSION, Ev
 from bench.timeline import assemble
 
 MS = 1_000_000
@@ -230,7 +237,7 @@ def test_refusals(tmp_path: Path) -> None:
 
 WRITER = textwrap.dedent("""
     import math, sys
-    from bench.results import RunStore
+    from bench.results.store import RunStore
     run, trial = RunStore.create(sys.argv[1], {"provider": "test"}), 0
     def ev(event, node, trial):
         return {"run_id": "r1", "trial": trial, "service": "s", "scenario": "sc",

@@ -10,7 +10,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from bench.schema import ALL_NODES, CLUSTER, HOP_DTYPES
+from bench.results.schema import ALL_NODES, CLUSTER, HOP_DTYPES
 from bench.summary import SUMMARY_DTYPES, render, summary_table
 from bench.timeline import coerce
 

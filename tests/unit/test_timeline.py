@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.schema import ALL_NODES, CLUSTER, HOP_COLUMNS, HOP_DTYPES, Ev
+from bench.results.schema import ALL_NODES, CLUSTER, HOP_COLUMNS, HOP_DTYPES, Ev
 from bench.timeline import assemble, events_frame
 
 MS = 1_000_000  # ns

@@ -1,5 +1,5 @@
 #!/bin/sh
-# hopbench node agent entrypoint (image built by bench/agentimage.py or the Dockerfile).
+# hopbench node agent entrypoint (image built by bench/build/agentimage.py or the Dockerfile).
 #
 # 1. Use the iptables backend kube-proxy uses on this node, as kube-proxy's own
 #    iptables-wrapper does: legacy only when legacy tables hold more rules than nft.

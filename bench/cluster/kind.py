@@ -1,7 +1,7 @@
 """The kind provider's cluster lifecycle: create, delete, and switch kube-proxy's mode.
 
 Users with Docker measure on kind (DESIGN.md §2). This module drives the user's own
-`kind` and Docker; the configs come from bench.kindconfig (the committed kind-configs/
+`kind` and Docker; the configs come from bench.build.kindconfig (the committed kind-configs/
 file when one fits, otherwise rendered into the cache). Everything that can be refused
 (unknown mode, bad name or node count, kind or a Docker engine missing, a name already
 taken) is refused with one line before kind runs, and a failed `up` deletes what kind
@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
+from bench.build.kindconfig import CONFIG_DIR, KindConfig, filename, load_kind_pins, render, write
+from bench.cluster.local.spec import check_mode
 from bench.errors import ClusterError, PrerequisiteError, UserError
-from bench.kindconfig import CONFIG_DIR, KindConfig, filename, load_kind_pins, render, write
-from bench.local.spec import check_mode
 from bench.paths import cache_dir
 
 Say = Callable[[str], None]

@@ -16,8 +16,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from bench.local import netns, procs
-from bench.local.spec import ClusterSpec
+from bench.cluster.local import netns, procs
+from bench.cluster.local.spec import ClusterSpec
 from bench.paths import state_root
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")

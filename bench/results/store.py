@@ -29,7 +29,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.errors import UserError
-from bench.schema import EVENT_COLUMNS, EVENT_DTYPES, HOP_DTYPES, SCHEMA_VERSION, Ev, EventRow
+from bench.results.schema import (
+    EVENT_COLUMNS,
+    EVENT_DTYPES,
+    HOP_DTYPES,
+    SCHEMA_VERSION,
+    Ev,
+    EventRow,
+)
 from bench.timeline import assemble, coerce, events_frame
 
 RUN_JSON = "run.json"

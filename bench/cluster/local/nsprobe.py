@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from bench.local.nshttp import get
+from bench.cluster.local.nshttp import get
 
 
 def who_answers(netns_name: str, ip: str, port: int, requests: int = 60,

@@ -24,12 +24,12 @@ from typing import Any
 
 import httpx
 
-from bench import doctor, images
-from bench.build import Toolset, require_toolset
+from bench.build import doctor, images
+from bench.build.gobuild import Toolset, require_toolset
+from bench.cluster.local import components as comp
+from bench.cluster.local import netns, nshttp, pki, procs, teardown
+from bench.cluster.local.spec import API_PORT, ClusterSpec, check_mode
 from bench.errors import ClusterError, UserError
-from bench.local import components as comp
-from bench.local import netns, nshttp, pki, procs, teardown
-from bench.local.spec import API_PORT, ClusterSpec, check_mode
 from bench.paths import state_root
 
 Say = Callable[[str], None]
@@ -287,7 +287,8 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
     start("etcd", comp.etcd(spec, tools), spec.cp_ns)
     start("kube-apiserver", comp.apiserver(spec, tools), spec.cp_ns)
     start("api-forwarder", procs.python_module(
-        "bench.local.forward", str(spec.api_port), spec.cp_ns, spec.cp_ip, str(API_PORT)), None)
+        "bench.cluster.local.forward", str(spec.api_port), spec.cp_ns, spec.cp_ip,
+        str(API_PORT)), None)
     pause = next(r for r in archives if "/pause:" in r)
     for node in spec.node_names():
         cfg = comp.containerd_config(spec, node, pause)

@@ -6,7 +6,7 @@ their own namespace (kube-proxy's :10256 and :10249, kubelet's :10248).
 
 from __future__ import annotations
 
-from bench.local.netns import connect_in
+from bench.cluster.local.netns import connect_in
 
 
 def get(netns_name: str, host: str, port: int, path: str,

@@ -19,7 +19,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.build import Toolset
+from bench.build.gobuild import Toolset
 from bench.paths import cache_dir
 
 AGNHOST = "localhost/hopbench/agnhost"

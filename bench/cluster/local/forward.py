@@ -4,7 +4,7 @@ The API server lives in the control-plane namespace; the root namespace gets no
 private address and no route (DESIGN.md §2). This small daemon listens on loopback
 and opens each upstream connection from inside the target namespace instead.
 
-Run as: python -m bench.local.forward LISTEN_PORT NETNS HOST PORT
+Run as: python -m bench.cluster.local.forward LISTEN_PORT NETNS HOST PORT
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import socket
 import sys
 import threading
 
-from bench.local.netns import connect_in
+from bench.cluster.local.netns import connect_in
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:

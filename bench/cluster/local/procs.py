@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.local.netns import ns_path
+from bench.cluster.local.netns import ns_path
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # keeps daemons we started reapable
 

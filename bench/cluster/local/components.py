@@ -11,8 +11,14 @@ from pathlib import Path
 
 import yaml
 
-from bench.build import Toolset
-from bench.local.spec import API_PORT, KUBERNETES_SVC_IP, POD_CIDR, SERVICE_CIDR, ClusterSpec
+from bench.build.gobuild import Toolset
+from bench.cluster.local.spec import (
+    API_PORT,
+    KUBERNETES_SVC_IP,
+    POD_CIDR,
+    SERVICE_CIDR,
+    ClusterSpec,
+)
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1", "kind": "Policy",

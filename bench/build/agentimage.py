@@ -5,12 +5,12 @@ iptables and ipvsadm binaries its rule watcher runs, and the agent package. User
 Docker build workloads/agent/Dockerfile; this machine has no Docker engine, so here the
 same image is made from Debian packages: `debootstrap --variant=minbase` lays out a
 bookworm rootfs (cached as one layer tarball, keyed by its recipe), and the agent code
-goes on top as a second, small layer (bench.images). The archive is imported into a
-cluster's containerd with `ctr images import` (bench.local.cluster.import_images).
+goes on top as a second, small layer (bench.build.images). The archive is imported into a
+cluster's containerd with `ctr images import` (bench.cluster.local.cluster.import_images).
 
 debootstrap talks only to the Debian mirror this machine's apt is configured with.
 
-    python -m bench.agentimage [--force] [--import-into CLUSTER]
+    python -m bench.build.agentimage [--force] [--import-into CLUSTER]
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import __version__
+from bench.build.images import ImageSpec, dir_layer, write_archive
 from bench.errors import BuildError, HopbenchError, PrerequisiteError
-from bench.images import ImageSpec, dir_layer, write_archive
 from bench.paths import cache_dir, shipped
 
 Say = Callable[[str], None]
 REPO = "localhost/hopbench/agent"
-PKG_ROOT = Path(__file__).resolve().parent  # bench/
+PKG_ROOT = Path(__file__).resolve().parents[1]  # bench/
 ENTRYPOINT = shipped("workloads") / "agent" / "entrypoint.sh"
 IN_IMAGE = "/opt/hopbench"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -261,7 +261,7 @@ def _drop_stale(archive: Path, layer: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench.agentimage",
+    ap = argparse.ArgumentParser(prog="python -m bench.build.agentimage",
                                  description="Build the hopbench agent image (OCI archive).")
     ap.add_argument("--force", action="store_true", help="rebuild the Debian layer too")
     ap.add_argument("--import-into", metavar="CLUSTER",
@@ -270,8 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         image = build(force=args.force)
         if args.import_into:
-            from bench.local import cluster
-            from bench.local.spec import ClusterSpec
+            from bench.cluster.local import cluster
+            from bench.cluster.local.spec import ClusterSpec
 
             spec = ClusterSpec.load(args.import_into)
             for node in spec.node_names():
