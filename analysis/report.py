@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.frame import label
+from analysis.headline import DirectionAnswer, ModeAnswer, Quantile, headline
 from analysis.load import KEY_PROVENANCE, RunData, load_runs
 from analysis.plotkit import fmt_ms
 from analysis.plots import FIGURES, render_all, sli_of
@@ -31,6 +32,7 @@ CSV_FILES = {"summary_csv": ("summary", "summary.csv"),
              "nodes_csv": ("nodes", "node_stats.csv"),
              "spread_csv": ("spread", "node_spread.csv")}
 HTML_FILE = "report.html"
+OPENING_FIGURE = "waterfall"  # shown beside the answer, not again among the figures
 
 
 def write_report(run_dirs: Iterable[Path | str] | Path | str, out_dir: Path | str, *,
@@ -67,6 +69,7 @@ def render_html(data: RunData, tables: Tables, figures: dict[str, Path],
          f"{len(data.runs)} run(s); {cfg.confidence:.0%} bootstrap intervals "
          f"({cfg.n_boot} trial resamples, seed {cfg.seed})</p>"),
         _warnings(data, tables),
+        _answer(headline(data, tables), figures.get(OPENING_FIGURE)),
         "<h2>Runs</h2>", _table(data.runs), _run_json(data),
         "<h2>Instruments</h2>",
         ("<p>The run's checks of itself, per run and mode (run.json <code>modes</code>): "
@@ -86,10 +89,56 @@ def render_html(data: RunData, tables: Tables, figures: dict[str, Path],
          "node's.</p>"), _table(_spread_view(tables.spread)),
         "<h2>Figures</h2>",
         *(_figure(spec.name, spec.caption, figures[spec.name]) for spec in FIGURES
-          if spec.name in figures),
+          if spec.name in figures and spec.name != OPENING_FIGURE),
         _method(),
     ]
     return _PAGE.format(body="\n".join(body))
+
+
+def _answer(modes: list[ModeAnswer], waterfall: Path | None) -> str:
+    """The opening: per mode, end to end on the slowest node and the hop it goes to."""
+    if not modes:
+        return "<section id=answer><p><i>no end-to-end hops in these runs</i></p></section>"
+    text = "".join(f"<h3>{html.escape(m.proxy_mode)}</h3>"
+                   + "".join(_direction_answer(d) for d in m.directions) for m in modes)
+    fig = ""
+    if waterfall is not None:
+        spec = next(s for s in FIGURES if s.name == OPENING_FIGURE)
+        fig = _figure(spec.name, spec.caption, waterfall)
+    parts = [p for m in modes for d in m.directions for p in d.parts]
+    odd = (" A share can exceed 100 %: medians do not add up, and a hop can be negative (the "
+           "rule can appear before kube-proxy reports its sync done)."
+           if any(p.share > 1 or p.median_ms < 0 for p in parts) else "")
+    return ("<section id=answer class=answer><div class=answer-text><h2>The answer</h2>"
+            "<p class=note>End to end on the slowest node of each trial (“all nodes "
+            "converged”): p50 and p99 over trials with their bootstrap interval. The dominant "
+            "hop has the largest median on each trial's slowest node; its share is that "
+            f"median over the end-to-end median.{odd}</p>"
+            f"{text}</div><div class=answer-fig>{fig}</div></section>")
+
+
+def _direction_answer(d: DirectionAnswer) -> str:
+    cens = f", {d.n_censored} censored" if d.n_censored else ""
+    what = d.label.removeprefix("end to end: ")
+    head = (f"<p class=e2e><b>{'Add' if d.direction == 'add' else 'Removal'}</b> "
+            f"({html.escape(d.scenario)}, {d.n} trials{cens}), {html.escape(what)} on every "
+            f"node: p50 {_answer_q(d.p50)}, p99 {_answer_q(d.p99)}</p>")
+    if d.dominant is None:
+        return head + f"<p class=why>{html.escape(d.why)}</p>"
+    top = d.dominant
+    share = "" if np.isnan(top.share) else f", {top.share:.0%} of the end-to-end median"
+    steps = " · ".join(f"{html.escape(p.label)} {fmt_ms(p.median_ms)}" for p in d.parts)
+    return (head + f"<p class=why>Dominant hop: <b>{html.escape(top.label)}</b>, median "
+            f"{fmt_ms(top.median_ms)}{share}. Why: {html.escape(d.why)}</p>"
+            f"<p class=steps>medians on the slowest node: {steps}</p>")
+
+
+def _answer_q(q: Quantile) -> str:
+    if q.censored:
+        bound = f" (&gt; {fmt_ms(q.above_ms)})" if np.isfinite(q.above_ms) else ""
+        return f"<b>censored</b>{bound}"
+    ci = "" if np.isnan(q.lo_ms) else f" [{fmt_ms(q.lo_ms)}, {fmt_ms(q.hi_ms)}]"
+    return f"<b>{fmt_ms(q.value_ms)}</b>{ci}"
 
 
 def _now() -> str:
@@ -240,6 +289,10 @@ table.t th {{ background: #f3f3f3; }}
 .warn {{ background: #fff4e5; border: 1px solid #f0a040; padding: .5em 1em; margin: 1em 0; }}
 figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; border: 1px solid #eee; }}
 figcaption {{ color: #555; font-size: 14px; }}
+.answer {{ display: flex; gap: 2em; align-items: flex-start; border-bottom: 2px solid #ddd; }}
+.answer-text {{ flex: 1 1 40%; min-width: 22em; }} .answer-fig {{ flex: 1 1 60%; }}
+.answer h3 {{ margin: 1em 0 .2em; }} .answer p {{ margin: .3em 0; }}
+.note, .steps {{ color: #666; font-size: 13px; }}
 pre {{ background: #f7f7f7; padding: .5em; font-size: 12px; overflow-x: auto; }}
 </style></head><body>
 {body}

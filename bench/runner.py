@@ -21,11 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from analysis.quantiles import quantiles, sample
 from bench import __version__, workloads
 from bench.errors import ClusterError
+from bench.latency import sli_delta, watch_delay
 from bench.providers.base import Provider
 from bench.results.schema import Ev, EventRow
-from bench.results.store import RunStore
+from bench.results.store import RunStore, load_events
 from bench.scenario import Lane, ScenarioConfig, split_trials
 from bench.sources.agents import AgentStore
 from bench.sources.apiwatch import WATCH_RESOLUTION_NS, ApiWatch
@@ -47,29 +49,36 @@ class RunConfig:
 
 @dataclass
 class Progress:
-    """What the CLI shows live: done trials and end-to-end latencies (ms)."""
+    """What the CLI shows live: done trials and end-to-end add latencies (ms)."""
 
     total: int
     done: int = 0
     mode: str = ""
     e2e_ms: list[float] = field(default_factory=list)
-    censored: int = 0
+    censored: int = 0      # trials of either direction with a censored event
+    e2e_censored: int = 0  # add trials among them: their end to end counts as +inf
 
     def note(self, ref: TrialRef, batch: list[EventRow]) -> None:
         """Display only: Ready -> slowest node's first answer (the stored hops come from
         bench.timeline, not from this)."""
         mine = [r for r in batch if r["trial"] == ref.trial and r["service"] == ref.service
                 and r["direction"] == ref.direction]
-        if any(r["event"] == Ev.CENSOR for r in mine):
-            self.censored += 1
+        censored = any(r["event"] == Ev.CENSOR for r in mine)
+        self.censored += censored
+        if ref.direction != "add":
+            return
         ready = [r["t_ns"] for r in mine if r["event"] == Ev.POD_READY]
         first = [r["t_ns"] + r["offset_ns"] for r in mine if r["event"] == Ev.FIRST_SUCCESS]
-        if ref.direction == "add" and ready and first:
+        if censored:
+            self.e2e_censored += 1
+        elif ready and first:
             self.e2e_ms.append((max(first) - ready[0]) / 1e6)
 
     def quantile(self, q: float) -> float:
-        xs = sorted(self.e2e_ms)
-        return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else math.nan
+        """analysis.quantiles' estimate over the add trials so far: +inf when it falls
+        among censored trials, NaN before the first."""
+        s = sample([*self.e2e_ms, *[math.inf] * self.e2e_censored])
+        return float(quantiles(s, [q])[0])
 
 
 OnProgress = Callable[[Progress], None]
@@ -236,7 +245,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
         store.flush()
         cpu = {n: agents.cpu_fraction(n) for n in agents.nodes}
         mode_meta = {
-            "watch_delay_ms": _watch_delay(store, mode),
+            "watch_delay_ms": watch_delay(load_events(store.path), mode),
             "resolution": {"api_watch_ns": WATCH_RESOLUTION_NS, "audit_ns": 1_000,
                            "agents": agents.resolutions()},
             "clock_offsets": agents.offsets(),
@@ -245,7 +254,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             "trials_per_minute": round(len(todo) * per_cycle / elapsed * 60, 1),
             "proxy_switch_s": round(switch_s, 2),
             "watch_restarts": watch.restarts, "agent_errors": dict(agents.errors),
-            "sli": _sli_delta(_sli(sli_before), _sli(sli_after)),
+            "sli": sli_delta(_sli(sli_before), _sli(sli_after)),
         }
         kpc = getattr(provider, "kube_proxy_config", None)
         if kpc:
@@ -267,30 +276,6 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             pass
 
 
-def _watch_delay(store: RunStore, mode: str) -> dict[str, float]:
-    """Self-check of the API watch: receive time minus the audit log's stageTimestamp of
-    the same write, for pod Ready and slice updates (quantiles in ms)."""
-    from bench.results.store import load_events
-
-    ev = load_events(store.path)
-    ev = ev[ev.proxy_mode == mode]
-    out: dict[str, float] = {}
-    for watched, audited in ((Ev.POD_READY, Ev.AUDIT_STATUS), (Ev.SLICE_READY, Ev.AUDIT_SLICE)):
-        key = ["trial", "service", "direction"]
-        a = ev[ev.event == watched].groupby(key).t_ns.min()
-        b = ev[ev.event == audited].groupby(key).t_ns.max()
-        d = ((a - b).dropna() / 1e6)
-        # negative: the watch heard of the write before its response completed (the
-        # stamp is the completion); kept in the quantiles, and counted
-        out[f"{watched}_before_response"] = float((d < 0).sum())
-        if len(d):
-            out[f"{watched}_p50"] = round(float(d.quantile(0.5)), 2)
-            out[f"{watched}_p90"] = round(float(d.quantile(0.9)), 2)
-            out[f"{watched}_max"] = round(float(d.max()), 2)
-            out[f"{watched}_n"] = float(len(d))
-    return out
-
-
 def _sli(metrics: dict[str, str]) -> dict[str, Any]:
     """kubeproxy_network_programming_duration_seconds buckets per node (cumulative)."""
     out: dict[str, Any] = {}
@@ -304,17 +289,4 @@ def _sli(metrics: dict[str, str]) -> dict[str, Any]:
                 counts.append(float(line.rsplit(None, 1)[1]))
         out[node] = {"buckets_s": [b if b != math.inf else "+Inf" for b in buckets],
                      "counts": counts}
-    return out
-
-
-def _sli_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """Per-bucket counts of this mode's trials only: kube-proxy's counters run from its
-    start, so the histogram is the difference of the end and start snapshots, de-cumulated."""
-    out: dict[str, Any] = {}
-    for node, a in after.items():
-        b = before.get(node, {})
-        base = b.get("counts") if b.get("buckets_s") == a["buckets_s"] else None
-        cum = [x - (base[i] if base else 0.0) for i, x in enumerate(a["counts"])]
-        per = [c - (cum[i - 1] if i else 0.0) for i, c in enumerate(cum)]
-        out[node] = {"buckets_s": a["buckets_s"], "counts": per, "cumulative": False}
     return out

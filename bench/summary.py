@@ -6,10 +6,11 @@ scenario x direction x hop x scope, where scope is (same names as analysis.frame
 - "node":      a per-node hop pooled over every node row (one sample per trial and node);
 - "all-nodes": the same hop's ALL_NODES rows, "all nodes converged" = max over nodes
   (one sample per trial), on its own line right under the "node" line.
-Quantiles are nearest-rank (numpy "inverted_cdf"), so every number is a measured sample.
-Censored samples are not dropped, which would bias the tail low: they count as +inf (as does
-a NaN latency not flagged censored: unknown, so not small), so a quantile that falls among
-them reads as inf ("censored" in `render`). Negative samples are kept and counted.
+Quantiles are analysis.quantiles' (the project's one estimator, shared with report.html and
+run.json): nearest-rank, so every number is a measured sample. Censored samples are not
+dropped, which would bias the tail low: they count as +inf (as does a NaN latency not
+flagged censored: unknown, so not small), so a quantile that falls among them reads as inf
+("censored" in `render`). Negative samples are kept and counted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pandas as pd
 from rich import box
 from rich.table import Table
 
+from analysis.quantiles import quantiles, sample
 from bench.results.schema import ALL_NODES, CLUSTER, HOP_DTYPES, HOPS, instruments
 from bench.timeline import coerce
 
@@ -50,17 +52,14 @@ def summary_table(hops: pd.DataFrame) -> pd.DataFrame:
 
 
 def _line(key: tuple[Any, ...], group: pd.DataFrame) -> dict[str, Any]:
-    known = ~group["censored"] & group["latency_ms"].notna()
-    samples = group["latency_ms"].where(known, math.inf).to_numpy(float)
-    stats = {name: float(np.quantile(samples, q, method="inverted_cdf"))
-             for name, q in QUANTILES.items()}
+    s = sample(group["latency_ms"].to_numpy(float), group["censored"].to_numpy(bool))
+    values = quantiles(s, [*QUANTILES.values(), 1.0])
     return {
         **dict(zip(KEYS, key, strict=True)),
         "n": len(group),
         "censored": int(group["censored"].sum()),
         "negative": int((group["flag"] == "negative").sum()),
-        **stats,
-        "max_ms": float(samples.max()),
+        **{name: float(v) for name, v in zip([*QUANTILES, "max_ms"], values, strict=True)},
     }
 
 
