@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import __version__, workloads
+from bench import __version__, prom, workloads
 from bench.errors import ClusterError
 from bench.providers.base import Provider
 from bench.results import RunStore
@@ -294,16 +294,10 @@ def _watch_delay(store: RunStore, mode: str) -> dict[str, float]:
 def _sli(metrics: dict[str, str]) -> dict[str, Any]:
     """kubeproxy_network_programming_duration_seconds buckets per node (cumulative)."""
     out: dict[str, Any] = {}
-    name = "kubeproxy_network_programming_duration_seconds_bucket"
     for node, text in metrics.items():
-        buckets, counts = [], []
-        for line in text.splitlines():
-            if line.startswith(name) and 'le="' in line:
-                le = line.split('le="', 1)[1].split('"', 1)[0]
-                buckets.append(math.inf if le == "+Inf" else float(le))
-                counts.append(float(line.rsplit(None, 1)[1]))
-        out[node] = {"buckets_s": [b if b != math.inf else "+Inf" for b in buckets],
-                     "counts": counts}
+        h = prom.histogram(prom.parse(text), prom.NETWORK_PROGRAMMING)
+        out[node] = {"buckets_s": [prom.bound_label(b) for b in h.upper_bounds_s],
+                     "counts": h.counts}
     return out
 
 
