@@ -87,7 +87,7 @@ def transport(netns_name: str, ssl_context: ssl.SSLContext | None = None,
               keepalive: bool = True) -> httpx.HTTPTransport:
     """An httpx transport whose connections start inside `netns_name`."""
     t = httpx.HTTPTransport(verify=False)  # its pool is replaced: no CA bundle to load
-    t._pool = httpcore.ConnectionPool(  # noqa: SLF001 - httpx has no public backend hook
+    t._pool = httpcore.ConnectionPool(  # private: httpx has no public backend hook
         ssl_context=ssl_context, network_backend=NetnsBackend(netns_name),
         **_limits(keepalive))
     return t
@@ -96,7 +96,7 @@ def transport(netns_name: str, ssl_context: ssl.SSLContext | None = None,
 def async_transport(netns_name: str, ssl_context: ssl.SSLContext | None = None,
                     keepalive: bool = True) -> httpx.AsyncHTTPTransport:
     t = httpx.AsyncHTTPTransport(verify=False)
-    t._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001 - as in transport()
+    t._pool = httpcore.AsyncConnectionPool(  # private, as in transport()
         ssl_context=ssl_context, network_backend=AsyncNetnsBackend(netns_name),
         **_limits(keepalive))
     return t
