@@ -7,37 +7,16 @@ Authentication (certs, tokens, exec plugins) is resolved by the official loader.
 
 from __future__ import annotations
 
-import socket
 import ssl
-from collections.abc import Generator, Iterable
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any
 
 import httpcore
 import httpx
-from httpcore._backends.sync import SyncStream
 from kubernetes import client, config
 
+from bench.cluster.local.nshttp import NetnsBackend
 from bench.errors import UserError
-
-
-class NetnsBackend(httpcore.SyncBackend):
-    """Open every TCP connection from inside a network namespace (local provider)."""
-
-    def __init__(self, netns_name: str) -> None:
-        self.netns_name = netns_name
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        from bench.cluster.local.netns import connect_in
-
-        try:
-            sock = connect_in(self.netns_name, host, port, timeout=timeout or 10.0)
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return SyncStream(sock)
 
 
 def http_client(kubeconfig: str | Path, timeout: float | None = 10.0,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.quantiles import quantiles, sample
-from bench import __version__, workloads
+from bench import __version__, prom, workloads
 from bench.errors import ClusterError
 from bench.latency import sli_delta, watch_delay
 from bench.providers.base import Provider
@@ -279,14 +279,8 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
 def _sli(metrics: dict[str, str]) -> dict[str, Any]:
     """kubeproxy_network_programming_duration_seconds buckets per node (cumulative)."""
     out: dict[str, Any] = {}
-    name = "kubeproxy_network_programming_duration_seconds_bucket"
     for node, text in metrics.items():
-        buckets, counts = [], []
-        for line in text.splitlines():
-            if line.startswith(name) and 'le="' in line:
-                le = line.split('le="', 1)[1].split('"', 1)[0]
-                buckets.append(math.inf if le == "+Inf" else float(le))
-                counts.append(float(line.rsplit(None, 1)[1]))
-        out[node] = {"buckets_s": [b if b != math.inf else "+Inf" for b in buckets],
-                     "counts": counts}
+        h = prom.histogram(prom.parse(text), prom.NETWORK_PROGRAMMING)
+        out[node] = {"buckets_s": [prom.bound_label(b) for b in h.upper_bounds_s],
+                     "counts": h.counts}
     return out

@@ -33,6 +33,8 @@ from kubernetes import client
 
 from bench import workloads
 from bench.errors import UserError
+from bench.poll import WaitTimeout, wait_until
+from bench.ready import is_ready
 from bench.results.schema import CLUSTER, Ev, EventRow
 from bench.sources.agents import AgentStore
 from bench.sources.base import Registry, TrialRef, row
@@ -113,14 +115,12 @@ class Lane:
         return self.cluster_ip
 
     def wait_base(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            st = self.core.read_namespaced_pod(f"{self.service}-base", self.namespace).status
-            if st and any(c.type == "Ready" and c.status == "True"
-                          for c in (st.conditions or [])):
-                return
-            time.sleep(0.2)
-        raise UserError(f"baseline pod of {self.service} not Ready in {timeout:.0f}s")
+        name = f"{self.service}-base"
+        try:
+            wait_until(lambda: is_ready(self.core.read_namespaced_pod(name, self.namespace)),
+                       timeout, 0.2, f"baseline pod {name} to be Ready")
+        except WaitTimeout as exc:
+            raise UserError(f"baseline pod of {self.service} not Ready in {timeout:.0f}s") from exc
 
     def _create_pod(self, name: str, role: str, gated: bool = False) -> None:
         docs = workloads.render("trial-pod.yaml", NAME=name, NAMESPACE=self.namespace,
@@ -233,14 +233,14 @@ class Lane:
 
     def _ready_again(self, pod: str, restarts_before: int) -> bool:
         try:
-            st = self.core.read_namespaced_pod(pod, self.namespace).status
+            obj = self.core.read_namespaced_pod(pod, self.namespace)
         except client.ApiException:
             return False
+        st = obj.status
         if st is None:
             return False
         restarted = sum(int(c.restart_count) for c in st.container_statuses or []) > restarts_before
-        ready = any(c.type == "Ready" and c.status == "True" for c in st.conditions or [])
-        return restarted and ready
+        return restarted and is_ready(obj)
 
     def _delete(self, pod: str) -> None:
         try:

@@ -7,7 +7,6 @@ kubectl; this module fills them in and applies them with the official client.
 from __future__ import annotations
 
 import string
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,10 @@ import yaml
 from kubernetes import client, config, utils
 
 from bench.build.images import AGNHOST
-from bench.errors import ClusterError, UserError
+from bench.errors import UserError
 from bench.paths import shipped
+from bench.poll import WaitTimeout, wait_until
+from bench.ready import is_ready
 
 REPO_WORKLOADS = shipped("workloads")
 
@@ -72,16 +73,14 @@ def deploy_target(api: client.ApiClient, namespace: str, name: str, replicas: in
 def wait_ready_pods(api: client.ApiClient, namespace: str, name: str, count: int,
                     timeout: float = 120) -> list[client.V1Pod]:
     core = client.CoreV1Api(api)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def enough() -> list[client.V1Pod]:
         pods = core.list_namespaced_pod(
             namespace, label_selector=f"app.kubernetes.io/name={name}").items
-        ready = [p for p in pods if p.status and any(
-            c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
-        if len(ready) >= count:
-            return ready
-        time.sleep(0.2)
-    raise ClusterError(f"{count} ready pod(s) of {namespace}/{name} not seen in {timeout:.0f}s")
+        ready = [p for p in pods if is_ready(p)]
+        return ready if len(ready) >= count else []
+
+    return wait_until(enough, timeout, 0.2, f"{count} Ready pod(s) of {namespace}/{name}")
 
 
 def delete_namespace(api: client.ApiClient, name: str, wait: float = 60) -> None:
@@ -92,11 +91,16 @@ def delete_namespace(api: client.ApiClient, name: str, wait: float = 60) -> None
         if exc.status == 404:
             return
         raise
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         try:
             core.read_namespace(name)
         except client.ApiException as exc:
             if exc.status == 404:
-                return
-        time.sleep(0.5)
+                return True
+        return False
+
+    try:
+        wait_until(gone, wait, 0.5, f"namespace {name} to be deleted")
+    except WaitTimeout:
+        pass  # still terminating: left to the cluster, as before

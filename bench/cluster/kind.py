@@ -22,15 +22,16 @@ from typing import Any
 
 import yaml
 
+from bench import prom
 from bench.build.kindconfig import CONFIG_DIR, KindConfig, filename, load_kind_pins, render, write
 from bench.cluster.local.spec import check_mode
 from bench.errors import ClusterError, PrerequisiteError, UserError
 from bench.paths import cache_dir
+from bench.poll import wait_until
 
 Say = Callable[[str], None]
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")  # kind allows [a-z0-9.-]; node names derive
 KUBE_PROXY_METRICS_PORT = 10249                  # metricsBindAddress in every hopbench config
-SYNC_METRIC = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
 NFTABLES_SINCE = (0, 23)  # kind >= v0.23 knows kubeProxyMode: nftables
 
 
@@ -201,15 +202,6 @@ def with_mode(config_conf: str, mode: str) -> str:
     return str(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
 
 
-def sync_timestamp(metrics: str) -> float:
-    """kube-proxy's last successful sync from its /metrics text (unix s; 0 before any)."""
-    prefixes = (SYNC_METRIC + " ", SYNC_METRIC + '{ip_family="IPv4"}')  # single / dual stack
-    for line in metrics.splitlines():
-        if line.startswith(prefixes):
-            return float(line.rsplit(None, 1)[1])
-    return 0.0
-
-
 def _apis(kubeconfig: Path) -> tuple[Any, Any]:
     from kubernetes import client, config
 
@@ -258,7 +250,8 @@ def set_proxy_mode(name: str, mode: str, kubeconfig: Path | None = None, say: Sa
     _call("restarting DaemonSet kube-system/kube-proxy", apps.patch_namespaced_daemon_set,
           "kube-proxy", "kube-system", {"spec": {"template": {"metadata": {"annotations": {
               "kubectl.kubernetes.io/restartedAt": stamp}}}}})
-    _wait("the kube-proxy DaemonSet rollout", lambda: _rolled_out(apps), timeout)
+    wait_until(lambda: _rolled_out(apps), timeout, 0.5, "the kube-proxy DaemonSet rollout",
+               retry_on=(Exception,))
     wait_proxy_synced(kubeconfig, mode, since=started, timeout=timeout)
     took = round(time.monotonic() - clock, 2)
     say(f"kube-proxy now {mode} on kind cluster {name!r} after {took}s")
@@ -289,21 +282,10 @@ def wait_proxy_synced(kubeconfig: Path, mode: str, since: float, timeout: float)
         target = f"{node}:{KUBE_PROXY_METRICS_PORT}"
         running = core.connect_get_node_proxy_with_path(target, "proxyMode")
         metrics = core.connect_get_node_proxy_with_path(target, "metrics")
-        return str(running).strip() == mode and sync_timestamp(str(metrics)) > since
+        return str(running).strip() == mode and prom.last_sync_s(str(metrics)) > since
 
     for node in nodes:
-        _wait(f"kube-proxy ({mode}) to sync on node {node}", partial(synced, node), timeout,
-              hint=f"kubectl -n kube-system logs -l k8s-app=kube-proxy --kubeconfig {kubeconfig}")
-
-
-def _wait(what: str, probe: Callable[[], bool], timeout: float, hint: str = "") -> None:
-    deadline, last = time.monotonic() + timeout, ""
-    while time.monotonic() < deadline:
-        try:
-            if probe():
-                return
-        except Exception as exc:  # noqa: BLE001 - keep polling; report the last failure
-            last = f"; last error: {type(exc).__name__}: {_first_line(exc)[:200]}"
-        time.sleep(0.5)
-    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{last}"
-                       + (f" (see `{hint}`)" if hint else ""))
+        wait_until(partial(synced, node), timeout, 0.5, f"kube-proxy ({mode}) to sync on node "
+                   f"{node}", retry_on=(Exception,),
+                   hint=f"`kubectl -n kube-system logs -l k8s-app=kube-proxy --kubeconfig "
+                        f"{kubeconfig}`")

@@ -25,6 +25,7 @@ again (with the token they were deployed with) rather than paying a pod start pe
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import signal
@@ -37,13 +38,15 @@ from typing import Any
 
 import httpx
 
-from bench import __version__, kubehttp, workloads
+from bench import __version__, kubehttp, prom, workloads
 from bench.build import agentimage
 from bench.errors import ClusterError, UserError
+from bench.poll import WaitTimeout, wait_until
 from bench.providers import clusterfacts as facts
 from bench.providers import kubeapi
 from bench.providers.kubeapi import KubeApi
 from bench.providers.podproxy import PodProxyTransport
+from bench.ready import is_ready
 from bench.sources.agents import ClockOffset, Transport, estimate_offset
 
 Say = Callable[[str], None]
@@ -61,7 +64,6 @@ IMAGE_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull
 START_ERRORS = frozenset({"CrashLoopBackOff", "CreateContainerError", "RunContainerError"})
 DELETE_WAIT_S = 90.0
 DEFAULT_PROBE_MS = 5.0
-BUILD_INFO = re.compile(r'^kubernetes_build_info\{.*git_version="([^"]+)"', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -149,8 +151,7 @@ class KubeconfigProvider:
         items = (self.api.get("/api/v1/nodes") or {}).get("items", [])
         nodes = {}
         for n in items:
-            ready = any(c["type"] == "Ready" and c["status"] == "True"
-                        for c in n.get("status", {}).get("conditions", []))
+            ready = is_ready(n)
             linux = n["metadata"].get("labels", {}).get("kubernetes.io/os", "linux") == "linux"
             if ready and linux:
                 nodes[n["metadata"]["name"]] = n.get("status", {}).get("nodeInfo", {})
@@ -160,16 +161,19 @@ class KubeconfigProvider:
 
     def _claim_namespace(self) -> None:
         ns = self.options.namespace
-        deadline = time.monotonic() + 60
-        while (obj := self.api.get(f"/api/v1/namespaces/{ns}")) is not None:
-            terminating = obj.get("status", {}).get("phase") == "Terminating"
-            if not terminating:
+
+        def free() -> bool:
+            obj = self.api.get(f"/api/v1/namespaces/{ns}")
+            if obj is not None and obj.get("status", {}).get("phase") != "Terminating":
                 raise UserError(f"namespace {ns} already exists: another hopbench run is "
                                 f"using this cluster, or an earlier one was killed "
                                 f"(kubectl delete namespace {ns})")
-            if time.monotonic() > deadline:
-                raise UserError(f"namespace {ns} is still being deleted after 60s")
-            time.sleep(1)
+            return obj is None
+
+        try:
+            wait_until(free, 60, 1, f"namespace {ns} to be deleted")
+        except WaitTimeout as exc:
+            raise UserError(f"namespace {ns} is still being deleted after 60s") from exc
         listed = self.api.get("/api/v1/namespaces", labelSelector=PART_OF) or {}
         self._ns_before = {i["metadata"]["name"] for i in listed.get("items", [])}
 
@@ -212,24 +216,29 @@ class KubeconfigProvider:
     def _wait_agents(self) -> dict[str, str]:
         """node -> Ready agent pod, or the first clear reason why not."""
         started = time.monotonic()
-        while True:
+        pods: dict[str, dict[str, Any]] = {}
+        ready: dict[str, str] = {}
+
+        def all_ready() -> dict[str, str]:
+            nonlocal pods, ready
             pods = {p["spec"].get("nodeName"): p for p in self._agent_pods()
                     if not p["metadata"].get("deletionTimestamp")}
             for node, pod in pods.items():
                 if node in self._nodes:
                     self._raise_if_broken(node, pod)
             ready = {n: p["metadata"]["name"] for n, p in pods.items()
-                     if n in self._nodes and _is_ready(p)}
-            if len(ready) == len(self._nodes):
-                return ready
-            waited = time.monotonic() - started
-            if not pods and waited > 10:
+                     if n in self._nodes and is_ready(p)}
+            if not pods and time.monotonic() - started > 10:
                 self._raise_if_not_created()
-            if waited > self.options.ready_timeout_s:
-                missing = [n for n in self._nodes if n not in ready]
-                why = "; ".join(f"{n}: {_pod_state(pods.get(n))}" for n in missing)
-                raise ClusterError(f"agents not Ready after {waited:.0f}s on {why}")
-            time.sleep(0.3)
+            return ready if len(ready) == len(self._nodes) else {}
+
+        try:
+            return wait_until(all_ready, self.options.ready_timeout_s, 0.3, "agents Ready")
+        except WaitTimeout as exc:
+            missing = [n for n in self._nodes if n not in ready]
+            why = "; ".join(f"{n}: {_pod_state(pods.get(n))}" for n in missing)
+            raise ClusterError(f"agents not Ready after {time.monotonic() - started:.0f}s "
+                               f"on {why}") from exc
 
     def _raise_if_broken(self, node: str, pod: dict[str, Any]) -> None:
         for cs in pod.get("status", {}).get("containerStatuses", []):
@@ -261,18 +270,14 @@ class KubeconfigProvider:
                             f"{_short(failed[-1].get('message', ''))}")
 
     def _wait_proxy(self, t: PodProxyTransport, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                t.request("GET", "/healthz", timeout=5)
-                return
-            except ClusterError as exc:
-                if time.monotonic() > deadline:
-                    raise ClusterError(f"the API server cannot reach the agent on {t.node} "
-                                       f"(pod {t.pod}, node port {self.options.port}; a "
-                                       "firewall between control plane and nodes must let "
-                                       f"that port through): {exc}") from exc
-                time.sleep(0.3)
+        try:
+            wait_until(lambda: t.request("GET", "/healthz", timeout=5) is not None, timeout,
+                       0.3, f"the agent on {t.node}", retry_on=(ClusterError,))
+        except WaitTimeout as exc:
+            raise ClusterError(f"the API server cannot reach the agent on {t.node} "
+                               f"(pod {t.pod}, node port {self.options.port}; a "
+                               "firewall between control plane and nodes must let "
+                               f"that port through): {exc.last_error}") from exc
 
     # --- what the agents tell about the cluster -----------------------------------------
     def _observe(self) -> None:
@@ -282,9 +287,9 @@ class KubeconfigProvider:
                                     "rule_method": info.get("rule_method", "")}
             try:
                 metrics = str(t.request("GET", "/kube-proxy-metrics", timeout=10))
-                m = BUILD_INFO.search(metrics)
+                version = prom.label(prom.parse(metrics), prom.BUILD_INFO, "git_version")
                 seen["kube_proxy_metrics"] = "reachable"
-                seen["kube_proxy_version"] = m.group(1) if m else "unknown"
+                seen["kube_proxy_version"] = version or "unknown"
             except ClusterError as exc:
                 seen["kube_proxy_metrics"] = f"unreachable: {_short(str(exc))}"
             self._observed[t.node] = seen
@@ -349,9 +354,8 @@ class KubeconfigProvider:
         self.api.delete(f"/apis/apps/v1/namespaces/{ns}/daemonsets/{AGENT_NAME}",
                         propagationPolicy="Background")
         self.api.delete(f"/api/v1/namespaces/{ns}/secrets/{AGENT_NAME}-token")
-        deadline = time.monotonic() + DELETE_WAIT_S
-        while self._agent_pods() and time.monotonic() < deadline:
-            time.sleep(0.5)
+        with contextlib.suppress(WaitTimeout):  # the next deploy says so if pods linger
+            wait_until(lambda: not self._agent_pods(), DELETE_WAIT_S, 0.5, "agent pods to go")
 
     def watch_client(self) -> httpx.Client:
         return kubehttp.http_client(self.kubeconfig, timeout=None)
@@ -411,12 +415,15 @@ class KubeconfigProvider:
             names.append(self.options.namespace)
         for name in names:
             self.api.delete(f"/api/v1/namespaces/{name}")
-        deadline = time.monotonic() + DELETE_WAIT_S
         left = names
-        while left and time.monotonic() < deadline:
+
+        def all_gone() -> bool:
+            nonlocal left
             left = [n for n in left if self.api.get(f"/api/v1/namespaces/{n}") is not None]
-            if left:
-                time.sleep(0.5)
+            return not left
+
+        with contextlib.suppress(WaitTimeout):  # said below
+            wait_until(all_gone, DELETE_WAIT_S, 0.5, "namespaces to be deleted")
         if left:
             self.say(f"warning: namespaces still terminating after {DELETE_WAIT_S:.0f}s: "
                      f"{', '.join(left)} (kubectl get namespace {' '.join(left)})")
@@ -459,11 +466,6 @@ class KubeconfigProvider:
         for sig, handler in self._saved_signals.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         self._saved_signals = {}
-
-
-def _is_ready(pod: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in pod.get("status", {}).get("conditions", []))
 
 
 def _pod_state(pod: dict[str, Any] | None) -> str:

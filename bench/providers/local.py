@@ -14,42 +14,34 @@ import httpx
 
 from bench import __version__, kubehttp
 from bench.build.gobuild import Toolset, require_toolset
-from bench.cluster.local import cluster, components, procs
-from bench.cluster.local.netns import connect_in
+from bench.cluster.local import cluster, components, nshttp, procs
 from bench.cluster.local.spec import API_PORT, ClusterSpec
 from bench.errors import ClusterError
+from bench.providers.podproxy import TOKEN_HEADER
 
 AGENT_PORT = 10299
 
 
 class NetnsTransport:
-    """HTTP/1.0 to an agent listening on loopback inside a node's namespace."""
+    """HTTP to an agent listening on loopback inside a node's namespace."""
 
     def __init__(self, node: str, ns: str, port: int, token: str) -> None:
         self.node, self.ns, self.port, self.token = node, ns, port, token
+        self._http = nshttp.client(ns, base_url=f"http://127.0.0.1:{port}",
+                                   headers={TOKEN_HEADER: token})
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None,
                 timeout: float = 5.0) -> Any:
-        data = json.dumps(body).encode() if body is not None else b""
-        sock = connect_in(self.ns, "127.0.0.1", self.port, timeout=timeout)
         try:
-            head = (f"{method} {path} HTTP/1.0\r\nHost: agent\r\nX-Hopbench-Token: {self.token}"
-                    f"\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n")
-            sock.sendall(head.encode() + data)
-            chunks = []
-            while chunk := sock.recv(262144):
-                chunks.append(chunk)
-        finally:
-            sock.close()
-        raw = b"".join(chunks)
-        header, _, payload = raw.partition(b"\r\n\r\n")
-        status = int(header.split()[1]) if header.startswith(b"HTTP/") else 0
-        if status != 200:
-            raise ClusterError(f"agent on {self.node}: {method} {path} -> {status} "
-                               f"{payload[:200]!r}")
-        if b"application/json" in header:
-            return json.loads(payload)
-        return payload.decode(errors="replace")
+            resp = self._http.request(method, path, json=body, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise OSError(f"agent on {self.node}: {method} {path}: {exc}") from exc
+        if resp.status_code != 200:
+            raise ClusterError(f"agent on {self.node}: {method} {path} -> {resp.status_code} "
+                               f"{resp.content[:200]!r}")
+        if "application/json" in resp.headers.get("content-type", ""):
+            return resp.json()
+        return resp.text
 
 
 def _healthy(t: NetnsTransport) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from bench.ready import is_ready
 from bench.results.schema import Ev
 from bench.sources.base import Registry, Sink, row
 
@@ -117,7 +118,7 @@ class ApiWatch:
         if self.registry.get(name) is None:
             return
         conds = {c.get("type"): c for c in status.get("conditions") or []}
-        ready = conds.get("Ready", {}).get("status") == "True"
+        ready = is_ready(pod)
         was = self._ready.get(name, False)
         self._ready[name] = ready
         rv = meta.get("resourceVersion", "")

@@ -13,6 +13,7 @@ from pathlib import Path
 from bench.cluster.local import netns, teardown
 from bench.cluster.local.spec import ClusterSpec
 from bench.paths import state_root
+from bench.poll import wait_until
 from tests.integration.conftest import hopbench
 
 
@@ -81,9 +82,7 @@ def test_up_after_kill9_cleans_leftovers(tools) -> None:  # type: ignore[no-unty
                              "--nodes", "1"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     spec = ClusterSpec(name=name, nodes=1)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (spec.logs / "kube-apiserver.log").exists():
-        time.sleep(0.1)
+    wait_until((spec.logs / "kube-apiserver.log").exists, 60, 0.1, "the API server's log")
     time.sleep(1.0)  # mid bring-up: daemons running, state says "starting"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -26,6 +26,7 @@ from bench.build import agentimage
 from bench.cluster.local import cluster, pki, teardown
 from bench.cluster.local.spec import ClusterSpec
 from bench.errors import UserError
+from bench.poll import wait_until
 from bench.providers.kubeconfig import KubeconfigProvider
 from bench.providers.local import LocalProvider
 from bench.results.schema import ALL_NODES
@@ -182,10 +183,8 @@ def test_taken_namespace_is_refused_and_kept(kcfg_cluster: ClusterSpec,
             assert api.get("/api/v1/namespaces/hopbench-system").status_code == 200
         finally:
             api.delete("/api/v1/namespaces/hopbench-system")
-        deadline = time.monotonic() + 60
-        while api.get("/api/v1/namespaces/hopbench-system").status_code != 404:
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+        wait_until(lambda: api.get("/api/v1/namespaces/hopbench-system").status_code == 404,
+                   60, 0.5, "namespace hopbench-system to be deleted")
     assert leftovers(kcfg_cluster) == {}
 
 
@@ -225,11 +224,11 @@ def test_interrupted_cli_run_leaves_nothing(kcfg_cluster: ClusterSpec, agent_ima
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=WIDE)
     try:
-        deadline = time.monotonic() + 120
-        while not _trial_pods_exist(kcfg_cluster):  # mid-run: agents, trial namespace, pods
+        def at_trials() -> bool:  # mid-run: agents, trial namespace, pods
             assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the run never got to its trials"
-            time.sleep(0.5)
+            return _trial_pods_exist(kcfg_cluster)
+
+        wait_until(at_trials, 120, 0.5, "the run to get to its trials")
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=240)
     finally:

@@ -150,16 +150,6 @@ def test_with_mode_refuses_foreign_config() -> None:
         kind.with_mode(KUBEADM_PROXY_CONF, "userspace")
 
 
-def test_sync_timestamp() -> None:
-    metrics = ("# HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds [ALPHA] ...\n"
-               "# TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge\n"
-               "kubeproxy_sync_proxy_rules_last_timestamp_seconds 1.7643e+09\n")
-    assert kind.sync_timestamp(metrics) == 1.7643e9
-    dual = 'kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"} 12.5\n'
-    assert kind.sync_timestamp(dual) == 12.5
-    assert kind.sync_timestamp("kubeproxy_sync_proxy_rules_duration_seconds_count 3\n") == 0.0
-
-
 def test_parse_version() -> None:
     assert kind.parse_version("kind v0.31.0 go1.26.8 linux/amd64") == (0, 31, 0)
     assert kind.parse_version("kind v0.23.0-alpha+abc go1.22 linux/arm64") == (0, 23, 0)

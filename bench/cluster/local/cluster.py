@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from bench import prom
 from bench.build import doctor, images
 from bench.build.gobuild import Toolset, require_toolset
 from bench.cluster.local import components as comp
@@ -31,6 +32,8 @@ from bench.cluster.local import netns, nshttp, pki, procs, teardown
 from bench.cluster.local.spec import API_PORT, ClusterSpec, check_mode
 from bench.errors import ClusterError, UserError
 from bench.paths import state_root
+from bench.poll import wait_until
+from bench.ready import is_ready
 
 Say = Callable[[str], None]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -177,12 +180,8 @@ def make_cgroups(spec: ClusterSpec) -> None:
 
 def import_images(spec: ClusterSpec, node: str, archives: dict[str, Path]) -> None:
     sock = str(spec.containerd_sock(node))
-    deadline = time.monotonic() + 30
-    while not Path(sock).exists():
-        if time.monotonic() > deadline:
-            raise ClusterError(f"containerd on {node} did not start "
-                               f"(see {spec.logs}/containerd-{node}.log)")
-        time.sleep(0.05)
+    wait_until(Path(sock).exists, 30, 0.05, f"containerd on {node} to start",
+               hint=f"{spec.logs}/containerd-{node}.log")
     for ref, path in archives.items():
         proc = subprocess.run(["ctr", "-a", sock, "-n", "k8s.io", "images", "import",
                                "--snapshotter=overlayfs",
@@ -199,17 +198,13 @@ def api_client(spec: ClusterSpec, timeout: float = 5.0) -> httpx.Client:
                         verify=ctx)
 
 
+#: what a starting component answers before it is up: refused, 503, half-written JSON
+STARTING_ERRORS = (OSError, httpx.HTTPError, ValueError, KeyError)
+
+
 def wait_for(what: str, probe: Callable[[], bool], timeout: float, log_hint: str) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            if probe():
-                return
-        except (OSError, httpx.HTTPError, ValueError, KeyError) as exc:
-            last = f"; last error: {type(exc).__name__}: {exc}"
-        time.sleep(0.1)
-    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what} (see {log_hint}){last}")
+    """bench.poll.wait_until, tolerating STARTING_ERRORS, pointing at a log on timeout."""
+    wait_until(probe, timeout, 0.1, what, retry_on=STARTING_ERRORS, hint=log_hint)
 
 
 def last_proxy_sync(spec: ClusterSpec, node: str) -> float:
@@ -220,11 +215,7 @@ def last_proxy_sync(spec: ClusterSpec, node: str) -> float:
     status, body = nshttp.get(spec.node_ns(node), "127.0.0.1", 10249, "/metrics")
     if status != 200:
         return 0.0
-    name = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
-    for line in body.splitlines():  # unlabeled, or {ip_family="IPv4"} in dual-stack mode
-        if line.startswith(name + " ") or line.startswith(name + '{ip_family="IPv4"}'):
-            return float(line.rsplit(None, 1)[1])
-    return 0.0
+    return prom.last_sync_s(body)
 
 
 def proxy_synced(spec: ClusterSpec, node: str) -> bool:
@@ -336,9 +327,7 @@ def start_proxies(spec: ClusterSpec, tools: Toolset, mode: str,
 
 def _all_ready(api: httpx.Client, n: int) -> bool:
     items = api.get("/api/v1/nodes").json()["items"]
-    ready = [i for i in items for c in i["status"].get("conditions", [])
-             if c["type"] == "Ready" and c["status"] == "True"]
-    return len(ready) == n
+    return sum(is_ready(i) for i in items) == n
 
 
 def down(name: str, say: Say = print) -> dict[str, int]:

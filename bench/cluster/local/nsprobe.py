@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 
-from bench.cluster.local.nshttp import get
+import httpx
+
+from bench.cluster.local import nshttp
 
 
 def who_answers(netns_name: str, ip: str, port: int, requests: int = 60,
@@ -19,15 +21,16 @@ def who_answers(netns_name: str, ip: str, port: int, requests: int = 60,
     """
     seen: dict[str, int] = {}
     deadline = time.monotonic() + timeout_s
-    for _ in range(requests):
-        if time.monotonic() > deadline:
-            break
-        try:
-            status, body = get(netns_name, ip, port, "/hostname", timeout=1.0)
-            key = body.strip() if status == 200 else ""
-        except OSError:
-            key = ""
-        seen[key] = seen.get(key, 0) + 1
-        if stop_after and len([k for k in seen if k]) >= stop_after:
-            break
+    with nshttp.client(netns_name, timeout=1.0, keepalive=False) as http:
+        for _ in range(requests):
+            if time.monotonic() > deadline:
+                break
+            try:
+                resp = http.get(f"http://{ip}:{port}/hostname")
+                key = resp.text.strip() if resp.status_code == 200 else ""
+            except httpx.TransportError:
+                key = ""
+            seen[key] = seen.get(key, 0) + 1
+            if stop_after and len([k for k in seen if k]) >= stop_after:
+                break
     return seen

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from bench.cluster.local.netns import ns_path
+from bench.poll import WaitTimeout, wait_until
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # keeps daemons we started reapable
 
@@ -74,6 +76,20 @@ def with_descendants(pids: list[int]) -> list[int]:
     return seen
 
 
+def _reaped(targets: list[int]) -> bool:
+    """Reap whichever of `targets` exited; True once none is alive."""
+    for pid in targets:
+        if pid in _CHILDREN:
+            if _CHILDREN[pid].poll() is not None:
+                del _CHILDREN[pid]
+            continue
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return not any(alive(p) for p in targets)
+
+
 def stop(pids: list[int], grace: float = 5.0) -> None:
     """SIGTERM, wait up to `grace`, then SIGKILL whatever is left; reap if ours."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -83,20 +99,9 @@ def stop(pids: list[int], grace: float = 5.0) -> None:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 5.0)
-        while time.monotonic() < deadline:
-            for pid in targets:
-                if pid in _CHILDREN:
-                    if _CHILDREN[pid].poll() is not None:
-                        del _CHILDREN[pid]
-                    continue
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-            if not any(alive(p) for p in targets):
-                break
-            time.sleep(0.05)
+        with contextlib.suppress(WaitTimeout):  # SIGKILL next, or left as they are
+            wait_until(functools.partial(_reaped, targets),
+                       grace if sig == signal.SIGTERM else 5.0, 0.05, "processes to exit")
         if not any(alive(p) for p in pids):
             break
     for pid in pids:  # reap our own children so no zombie or Popen warning is left
