@@ -96,7 +96,7 @@ class EventRow(TypedDict):
     node: str           # CLUSTER for cluster-level events
     event: str
     t_ns: int           # on `clock`
-    clock: str          # "harness" | "node:<name>"
+    clock: str          # "harness" (also a node on the harness's kernel) | "node:<name>"
     offset_ns: int      # add to t_ns to get the harness clock
     uncertainty_ns: int  # of the offset
     resolution_ns: int  # how coarse t_ns can be
