@@ -18,7 +18,7 @@ ALL_NODES = "*"  # node value of the "all nodes converged" hops
 
 
 class Ev:
-    """Event names. Add chain T0..T5, removal chain R0..R5 (DESIGN.md §1)."""
+    """Event names. Add chain T0..T5, removal chain R0..R5 (docs/design.md §2)."""
 
     TRIGGER = "trigger"                # T0/R0 harness acted (scale, delete, kill, flip)
     POD_READY = "pod_ready"            # T1 pod Ready=True seen on the watch
