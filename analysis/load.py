@@ -1,6 +1,6 @@
 """Load run directories into tidy DataFrames, migrating old schemas and guarding merges.
 
-A run directory (DESIGN.md §3) holds run.json, events.parquet and hops.parquet. Analysis
+A run directory (docs/design.md §8) holds run.json, events.parquet and hops.parquet. Analysis
 works on one or many runs at once, but pooling runs from different clusters silently mixes
 populations, so `load_runs` refuses to merge runs whose key provenance differs unless told
 to (pyperf/asv do the same), and says which field differs in which run.
@@ -31,7 +31,7 @@ EVENTS_FILE = "events.parquet"
 #: provenance that must agree for runs to be pooled
 KEY_PROVENANCE: tuple[str, ...] = ("kubernetes_version", "provider", "node_count")
 RUN_ENV = "HOPBENCH_RUN_DIR"
-#: one trial of a run (DESIGN §1: one endpoint transition of one Service)
+#: one trial of a run (docs/design.md §1: one endpoint transition of one Service)
 _TRIAL_KEY = ["proxy_mode", "scenario", "direction", "trial", "service"]
 DEFAULT_RUN = "results/sample"
 

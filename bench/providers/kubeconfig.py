@@ -380,9 +380,13 @@ class KubeconfigProvider:
             "kube_proxy_observed": self._observed,
             "agent_image": self.options.image, "agent_namespace": self.options.namespace,
             "agent_transport": "API server pod proxy",
-            "clock": "one clock per node; offsets to the harness estimated by round trips "
-                     "through the API server's pod proxy",
-            "clock_check": {n: {"offset_ns": o.offset_ns, "uncertainty_ns": o.uncertainty_ns}
+            "clock": ("one kernel clock, the harness's (every agent reports its boot id)"
+                      if self._offsets and all(o.shared for o in self._offsets.values())
+                      else "one clock per node; offsets to the harness estimated by round "
+                           "trips through the API server's pod proxy, 0 on nodes that share "
+                           "the harness's kernel"),
+            "clock_check": {n: {"offset_ns": o.offset_ns, "uncertainty_ns": o.uncertainty_ns,
+                                "shared": o.shared}
                             for n, o in self._offsets.items()},
             "max_skew_ms": self.max_skew_ms, "harness_version": __version__,
         }

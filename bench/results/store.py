@@ -1,4 +1,4 @@
-"""The run directory (DESIGN §3): journal, parquet snapshots and run.json, safe against kill -9.
+"""The run directory (docs/design.md §8): journal, parquet snapshots, run.json; kill -9 safe.
 
 A run takes hours and may be stopped at any moment; what it measured must survive. Events
 go to `events.jsonl`, an append-only journal fsynced per batch: it is the source of truth.

@@ -3,8 +3,11 @@
 The agents report state changes (rule IPs appearing/leaving, kube-proxy syncs, the first
 and last answer from each pod, runs of failed requests). A collector thread drains them
 every `poll_s`; the scenario asks this store whether a trial is done and turns the
-observations inside a trial's window into EventRows. Clocks: each record carries its
-node's clock and the estimated offset to the harness clock.
+observations inside a trial's window into EventRows. Clocks: an agent on the harness's
+own kernel (same boot id: the local cluster, kind, any node namespace or container of this
+host) stamps on the harness clock itself, so its offset is exactly 0 with uncertainty 0 and
+its rows say clock "harness"; any other agent's offset is estimated by round trips and each
+row carries it, with its uncertainty (docs/design.md, "Clocks").
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from bench.results.schema import Ev, EventRow
@@ -26,15 +30,42 @@ class Transport(Protocol):
                 timeout: float = 5.0) -> Any: ...
 
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
 @dataclass(frozen=True)
 class ClockOffset:
     offset_ns: int       # add to a node timestamp to get harness time
     uncertainty_ns: int  # half the best round trip
     samples: int
+    shared: bool = False  # the node stamps on the harness's own kernel clock
+
+    @property
+    def clock(self) -> str:
+        """The `clock` column value of this node's rows."""
+        return "harness" if self.shared else ""
 
 
-def estimate_offset(t: Transport, samples: int = 15) -> ClockOffset:
-    """NTP-style round trips: the best (shortest) exchange bounds the offset tightest."""
+SHARED_CLOCK = ClockOffset(offset_ns=0, uncertainty_ns=0, samples=0, shared=True)
+
+
+def boot_id() -> str:
+    """This kernel's boot id: equal boot ids mean one kernel, hence one CLOCK_REALTIME
+    (time namespaces shift only the monotonic and boot clocks)."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+def estimate_offset(t: Transport, samples: int = 15, harness_boot_id: str | None = None
+                    ) -> ClockOffset:
+    """SHARED_CLOCK when the agent runs on the harness's kernel (its /clock reply names the
+    same boot id); otherwise NTP-style round trips, where the best (shortest) exchange
+    bounds the offset tightest. An agent too old to report its boot id is estimated."""
+    mine = boot_id() if harness_boot_id is None else harness_boot_id
+    if mine and t.request("GET", "/clock").get("boot_id") == mine:
+        return SHARED_CLOCK
     best: tuple[int, int] | None = None
     for _ in range(samples):
         t0 = time.time_ns()
@@ -233,7 +264,8 @@ class AgentStore:
         with self.lock:
             for node, log in self.nodes.items():
                 off, unc = log.offset.offset_ns, log.offset.uncertainty_ns
-                common: dict[str, Any] = dict(node=node, clock=f"node:{node}", offset_ns=off,
+                clock = log.offset.clock or f"node:{node}"
+                common: dict[str, Any] = dict(node=node, clock=clock, offset_ns=off,
                                               uncertainty_ns=unc, pod=pod, pod_ip=ip)
                 res_rule = int(log.info.get("rule_resolution_ns", 0))
                 res_probe = int(log.info.get("probe_interval_ns", 0))
@@ -295,8 +327,9 @@ class AgentStore:
                         "clock_uncertainty_ns": log.offset.uncertainty_ns}
                     for n, log in self.nodes.items()}
 
-    def offsets(self) -> dict[str, dict[str, int]]:
+    def offsets(self) -> dict[str, dict[str, int | str]]:
         with self.lock:
             return {n: {"offset_ns": log.offset.offset_ns,
-                        "uncertainty_ns": log.offset.uncertainty_ns}
+                        "uncertainty_ns": log.offset.uncertainty_ns,
+                        "clock": log.offset.clock or f"node:{n}"}
                     for n, log in self.nodes.items()}

@@ -1,6 +1,6 @@
 """Lifecycle of the embedded local cluster: up, down, status, set-proxy-mode.
 
-Topology (DESIGN.md §2): a fabric namespace with a bridge and no uplink; a control-plane
+Topology (docs/design.md §6): a fabric namespace with a bridge and no uplink; a control-plane
 namespace (etcd, kube-apiserver, kube-controller-manager, kube-scheduler); one namespace
 per node (containerd, kubelet, kube-proxy). The root namespace only gets a loopback
 forwarder to the API server, never an address or a route.
