@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import __version__, workloads
+from bench import __version__, apierrors, workloads
 from bench.errors import ClusterError
 from bench.providers.base import Provider
 from bench.results import RunStore
@@ -117,6 +117,10 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
         raise
     except BaseException as exc:
         store.interrupt(f"{type(exc).__name__}: {exc}")
+        hint = (f"{len(store.complete_trials)} trials kept in {cfg.out_dir}; continue with "
+                f"`hopbench run --resume {cfg.out_dir}` once the cluster answers again")
+        if (lost := apierrors.lost_cluster(exc, hint)) is not None:
+            raise lost from exc
         raise
     return cfg.out_dir
 
