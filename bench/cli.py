@@ -87,7 +87,8 @@ def doctor(fix: Annotated[bool, typer.Option(help="apt-get install what is missi
 @app.command()
 def run(
     cluster: Annotated[Optional[str], typer.Option(
-        help="Local cluster to use (brought up if not running).")] = None,
+        help="Local cluster to use: brought up (and removed after) if none of that name "
+             "exists; refused if it is not healthy.")] = None,
     kubeconfig: Annotated[Optional[str], typer.Option(help="Any cluster's kubeconfig.")] = None,
     nodes: Annotated[int, typer.Option(help="Nodes, when a local cluster is created.")] = 2,
     proxy_mode: Annotated[Optional[str], typer.Option(
