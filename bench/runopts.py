@@ -42,10 +42,10 @@ LIMITS = (
 
 def check_number(option: str, value: float, low: float, inclusive: bool) -> None:
     """Refuse a value below the bound, NaN or infinite, naming the option."""
-    bound = f">= {low:g}" if inclusive else f"> {low:g}"
-    ok = math.isfinite(value) and (value >= low if inclusive else value > low)
-    if not ok:
-        raise UserError(f"{option} {value:g}: must be a finite number {bound}")
+    if not math.isfinite(value):
+        raise UserError(f"{option} {value:g}: must be a finite number")
+    if not (value >= low if inclusive else value > low):
+        raise UserError(f"{option} {value:g}: must be {'>=' if inclusive else '>'} {low:g}")
 
 
 def check_scenario(sc: ScenarioConfig) -> None:
