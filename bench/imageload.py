@@ -85,8 +85,12 @@ def archive_refs(archive: Path) -> list[str]:
             else:
                 raise UserError(f"{archive} is neither an OCI image layout nor a "
                                 "`docker save` archive (no index.json or manifest.json)")
+    except tarfile.ReadError:
+        raise UserError(f"{archive} is not a tar archive (OCI layout or `docker save`)"
+                        ) from None
     except (tarfile.TarError, OSError, ValueError, AttributeError, TypeError) as exc:
-        raise UserError(f"{archive} is not a readable image archive: {exc}") from None
+        why = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"{archive} is not a readable image archive: {why}") from None
     refs = [r for r in refs if r]
     if not refs:
         raise UserError(f"{archive} names no image (tag it when you build or save it)")
