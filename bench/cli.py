@@ -119,7 +119,8 @@ def run(
         help="agnhost image for the measured pods (real clusters: a pullable one, e.g. "
              "registry.k8s.io/e2e-test-images/agnhost:2.56).")] = None,
     agent_image: Annotated[Optional[str], typer.Option(
-        help="--kubeconfig: the agent image (default: the locally built one).")] = None,
+        help="--kubeconfig: the agent image (default: on a cluster hopbench created, "
+             "built and loaded into its nodes; elsewhere the locally built tag).")] = None,
     max_skew: Annotated[Optional[float], typer.Option(
         help="--kubeconfig: refuse when a node's clock offset is less certain than MS.")
                         ] = None,
@@ -241,8 +242,14 @@ def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str
     if kubeconfig:
         from bench.providers.kubeconfig import KubeconfigProvider
 
+        if not agent_image:  # a cluster hopbench created gets the image built and loaded
+            from bench.cluster import imageload
+
+            if own := imageload.recognise(kubeconfig):
+                agent_image = imageload.agent_image_for(own, say=say)
+        # no --proxy-mode: no mode to check; the provider reads the cluster's own
         return KubeconfigProvider.open(kubeconfig, agent_image=agent_image,
-                                       max_skew_ms=max_skew_ms, modes=modes or (mode,),
+                                       max_skew_ms=max_skew_ms, modes=modes,
                                        probe_interval_ms=probe_interval_ms, say=say)
     if agent_image or max_skew_ms is not None:
         raise UserError("--agent-image and --max-skew apply to --kubeconfig runs only")
@@ -379,6 +386,16 @@ def cluster_exec(ctx: typer.Context, name: str, node: str) -> None:
     if not ctx.args:
         raise UserError("give a command after --, e.g. cluster exec hopbench n1 -- ip a")
     raise typer.Exit(cluster.exec_in(name, node, list(ctx.args)))
+
+
+@cluster_app.command("load-image")
+def cluster_load_image(
+    name: str, archive: str,
+    provider: Annotated[str, typer.Option(help="local or kind.")] = "local") -> None:
+    """Import an image archive (OCI layout or `docker save`) into every node's containerd."""
+    from bench.cluster import imageload
+
+    imageload.load_archive(imageload.OwnCluster(provider, name), Path(archive), say=say)
 
 
 @cluster_app.command("set-proxy-mode")

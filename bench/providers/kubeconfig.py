@@ -248,8 +248,9 @@ class KubeconfigProvider:
                 raise UserError(
                     f"agent image {self.options.image} cannot be used on node {node}: "
                     f"{reason} ({_short(waiting.get('message', ''))}); build it with "
-                    "`python -m bench.build.agentimage` (or workloads/agent/Dockerfile), import or "
-                    "push it, and pass --agent-image REF")
+                    "`python -m bench.build.agentimage` (or workloads/agent/Dockerfile), "
+                    "load it (`hopbench cluster load-image NAME ARCHIVE`) or push it, and "
+                    "pass --agent-image REF")
             if reason in START_ERRORS or cs.get("restartCount", 0) >= 2:
                 log = self.api.get_text(
                     f"/api/v1/namespaces/{self.options.namespace}/pods/"
