@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -22,11 +21,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench import doctor, images
 from bench.build import Toolset, require_toolset
 from bench.errors import ClusterError, UserError
+from bench.kube import ApiStatusError, ApiUnreachable, Kube
 from bench.local import components as comp
 from bench.local import netns, nshttp, pki, procs, teardown
 from bench.local.spec import API_PORT, ClusterSpec, check_mode
@@ -191,12 +189,9 @@ def import_images(spec: ClusterSpec, node: str, archives: dict[str, Path]) -> No
             raise ClusterError(f"importing {ref} into {node}: {proc.stderr.strip()}")
 
 
-def api_client(spec: ClusterSpec, timeout: float = 5.0) -> httpx.Client:
-    p = spec.pki
-    ctx = ssl.create_default_context(cafile=str(p / "ca.crt"))
-    ctx.load_cert_chain(str(p / "admin.crt"), str(p / "admin.key"))
-    return httpx.Client(base_url=f"https://127.0.0.1:{spec.api_port}", timeout=timeout,
-                        verify=ctx)
+def api_client(spec: ClusterSpec, timeout: float = 5.0) -> Kube:
+    """The cluster's admin client (its kubeconfig: client certificate, loopback forwarder)."""
+    return Kube(spec.kubeconfig, timeout=timeout)
 
 
 def wait_for(what: str, probe: Callable[[], bool], timeout: float, log_hint: str) -> None:
@@ -206,7 +201,7 @@ def wait_for(what: str, probe: Callable[[], bool], timeout: float, log_hint: str
         try:
             if probe():
                 return
-        except (OSError, httpx.HTTPError, ValueError, KeyError) as exc:
+        except (OSError, ApiUnreachable, ApiStatusError, ValueError, KeyError) as exc:
             last = f"; last error: {type(exc).__name__}: {exc}"
         time.sleep(0.1)
     raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what} (see {log_hint}){last}")
@@ -297,7 +292,7 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
             f.result()
     say(f"[{clock()}s] images imported into {spec.nodes} containerd(s)")
     with api_client(spec) as api:
-        wait_for("kube-apiserver /readyz", lambda: api.get("/readyz").status_code == 200,
+        wait_for("kube-apiserver /readyz", lambda: api.request("GET", "/readyz").status_code == 200,
                  90, f"{spec.logs}/kube-apiserver.log")
         say(f"[{clock()}s] API server ready")
         start("kube-controller-manager", comp.controller_manager(spec, tools), spec.cp_ns)
@@ -307,7 +302,7 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
         cidrs: dict[str, str] = {}
 
         def all_cidrs() -> bool:
-            for item in api.get("/api/v1/nodes").json()["items"]:
+            for item in api.list("/api/v1/nodes"):
                 name, cidr = item["metadata"]["name"], item["spec"].get("podCIDR")
                 if cidr and name not in cidrs:
                     cidrs[name] = cidr
@@ -333,8 +328,8 @@ def start_proxies(spec: ClusterSpec, tools: Toolset, mode: str,
         start(f"kube-proxy-{node}", comp.kube_proxy(spec, node, tools, mode), spec.node_ns(node))
 
 
-def _all_ready(api: httpx.Client, n: int) -> bool:
-    items = api.get("/api/v1/nodes").json()["items"]
+def _all_ready(api: Kube, n: int) -> bool:
+    items = api.list("/api/v1/nodes")
     ready = [i for i in items for c in i["status"].get("conditions", [])
              if c["type"] == "Ready" and c["status"] == "True"]
     return len(ready) == n
