@@ -67,7 +67,7 @@ def test_kind_mode_switch_patches_and_waits(tmp_path: Path) -> None:
         ds["status"]["numberUnavailable"] = 1
         assert not kind._rolled_out(api)
     with _kube(tmp_path, lambda r: httpx.Response(404)) as api:
-        with pytest.raises(ClusterError, match="restarting DaemonSet kube-system/kube-proxy: PATCH .* HTTP 404"):
+        with pytest.raises(ClusterError, match="restarting DaemonSet .*: PATCH .* HTTP 404"):
             kind._call("restarting DaemonSet kube-system/kube-proxy", api.patch, kind.DAEMONSET,
                        {}, "application/strategic-merge-patch+json")
     assert seen[0].url.path == "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy/status"
