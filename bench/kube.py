@@ -79,7 +79,7 @@ def _unreachable(what: str, exc: BaseException) -> ApiUnreachable:
     reason = "timed out" if timed_out and not str(exc).strip() else first_line(exc)
     cause: BaseException | None = exc
     while cause is not None:  # anyio says "All connection attempts failed"; say why
-        if isinstance(cause, OSError) and cause.errno:
+        if isinstance(cause, OSError) and not isinstance(cause, ssl.SSLError) and cause.errno:
             reason = f"{reason} ({os.strerror(cause.errno)})"
             break
         cause = cause.__cause__ or cause.__context__
