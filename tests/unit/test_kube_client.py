@@ -157,7 +157,11 @@ def test_error_mapping(tmp_path: Path) -> None:
 
     def handler(req: httpx.Request) -> httpx.Response:
         if req.url.path == "/down":
-            raise httpx.ConnectError("connection refused", request=req)
+            raise httpx.ConnectError("connection refused",
+                                     request=req) from ConnectionRefusedError(111, "refused")
+        if req.url.path == "/eof":  # the forwarder took the connection, nothing behind it
+            raise httpx.ConnectError("EOF occurred in violation of protocol",
+                                     request=req) from ssl.SSLEOFError(8, "EOF")
         if req.url.path == "/slow":
             raise httpx.ReadTimeout("", request=req)
         return answers[req.url.path]
@@ -173,6 +177,10 @@ def test_error_mapping(tmp_path: Path) -> None:
         with pytest.raises(ApiUnreachable, match="GET /down: connection refused") as down:
             kube.get("/down")
         assert not down.value.timed_out
+        assert down.value.reason.endswith("(Connection refused)")
+        with pytest.raises(ApiUnreachable) as eof:
+            kube.get("/eof")
+        assert eof.value.reason == "EOF occurred in violation of protocol"  # not errno 8's text
         with pytest.raises(ApiUnreachable) as slow:
             kube.get("/slow")
         assert slow.value.timed_out
