@@ -12,11 +12,12 @@ from typing import Any
 
 import httpx
 
-from bench import __version__, kubehttp
+from bench import __version__
 from bench.build.gobuild import Toolset, require_toolset
 from bench.cluster.local import cluster, components, nshttp, procs
 from bench.cluster.local.spec import API_PORT, ClusterSpec
 from bench.errors import ClusterError, UserError
+from bench.kube import Kube
 from bench.providers.podproxy import TOKEN_HEADER
 
 AGENT_PORT = 10299
@@ -58,6 +59,8 @@ class LocalProvider:
         self.kubeconfig = spec.kubeconfig
         self.owned = owned  # we created it, so close() removes it
         self._agent_pids: list[int] = []
+        self._kube: Kube | None = None
+        self._watch: Kube | None = None
 
     @classmethod
     def ensure(cls, name: str, nodes: int, mode: str, component_args: dict[str, list[str]],
@@ -108,11 +111,19 @@ class LocalProvider:
         procs.stop(self._agent_pids)
         self._agent_pids = []
 
-    def watch_client(self) -> httpx.Client:
+    def kube(self) -> Kube:
+        """The run's client, through the loopback forwarder (the kubeconfig's address)."""
+        if self._kube is None:
+            self._kube = Kube(self.kubeconfig)
+        return self._kube
+
+    def watch_client(self) -> Kube:
         """Watches connect from the control-plane namespace straight to the API server, so
         the loopback forwarder (a Python process) adds no delay to T1/T2 stamps."""
-        return kubehttp.http_client(self.kubeconfig, timeout=None, netns=self.spec.cp_ns,
-                                    server=f"https://{self.spec.cp_ip}:{API_PORT}")
+        if self._watch is None:
+            self._watch = self.kube().via_netns(self.spec.cp_ns,
+                                                f"https://{self.spec.cp_ip}:{API_PORT}")
+        return self._watch
 
     def audit_log(self) -> Path | None:
         return self.spec.logs / "audit.log"
@@ -149,6 +160,10 @@ class LocalProvider:
 
     def close(self) -> None:
         self.stop_agents()
+        for client in (self._watch, self._kube):
+            if client is not None:
+                client.close()
+        self._watch = self._kube = None
         if self.owned:
             cluster.down(self.spec.name, say=lambda m: None)
 

@@ -5,8 +5,7 @@ Stamps the harness clock the moment an event arrives, like clusterloader2's
 plus the condition's lastTransitionTime (1 s resolution, a cross-check); slice events give
 T2/R2 per endpoint IP plus the `endpoints.kubernetes.io/last-change-trigger-time`
 annotation. A 410 Gone restarts the watch from a fresh list. Events are stamped as raw lines
-arrive, before any decoding (bench.kubehttp). What each event means for a trial is decided
-without I/O in bench.sources.watchevents; this module is the transport.
+arrive, before any decoding (bench.kube).
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
+from bench.errors import ClusterError, UserError
+from bench.kube import ApiStatusError, Kube
 from bench.sources.base import Registry, Sink
 from bench.sources.watchevents import WATCH_RESOLUTION_NS, PodEvents, SliceEvents
 
@@ -27,7 +26,7 @@ __all__ = ["WATCH_RESOLUTION_NS", "ApiWatch"]
 
 
 class ApiWatch:
-    def __init__(self, http: httpx.Client, namespace: str, registry: Registry, sink: Sink,
+    def __init__(self, http: Kube, namespace: str, registry: Registry, sink: Sink,
                  clock: Callable[[], int] = time.time_ns) -> None:
         self.http, self.namespace, self.registry, self.sink, self.clock = (
             http, namespace, registry, sink, clock)
@@ -61,7 +60,9 @@ class ApiWatch:
         while not self._stop.is_set():
             try:
                 if not rv:
-                    listing = self.http.get(path).raise_for_status().json()
+                    listing = self.http.get(path)
+                    if listing is None:
+                        raise ApiStatusError(f"GET {path}: HTTP 404", 404)
                     rv = listing["metadata"]["resourceVersion"]
                     for obj in listing.get("items", []):
                         handler("ADDED", obj, self.clock())
@@ -70,12 +71,8 @@ class ApiWatch:
                         self.synced.set()
                 params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "true",
                           "timeoutSeconds": str(240 + secrets.randbelow(60))}
-                with self.http.stream("GET", path, params=params) as resp:
-                    resp.raise_for_status()
-                    for line in resp.iter_lines():
-                        t_ns = self.clock()  # stamped before decoding
-                        if not line:
-                            continue
+                with self.http.watch(path, params, clock=self.clock) as lines:
+                    for t_ns, line in lines:  # t_ns: stamped before decoding
                         ev = json.loads(line)
                         obj = ev.get("object") or {}
                         if ev.get("type") == "ERROR":
@@ -88,13 +85,13 @@ class ApiWatch:
                             handler(ev["type"], obj, t_ns)
                         if self._stop.is_set():
                             break
-            except httpx.HTTPStatusError as exc:
+            except ApiStatusError as exc:
                 self.errors += 1
-                if exc.response.status_code == 410:
+                if exc.status == 410:
                     self.restarts += 1
                     rv = ""
                 time.sleep(0.2)
-            except (httpx.HTTPError, ValueError, KeyError):
+            except (ClusterError, UserError, ValueError, KeyError):
                 self.errors += 1  # connection reset: continue from the same rv
                 time.sleep(0.2)
 

@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
 from bench import workloads
 from bench.cluster.local import cluster, teardown
@@ -27,17 +26,17 @@ ROOT_RULES_BEFORE = _root_rules()
 
 @pytest.fixture(scope="module")
 def web(local_cluster: ClusterSpec, tools) -> tuple[str, list[str]]:  # type: ignore[no-untyped-def]
-    api = workloads.api_client(local_cluster.kubeconfig)
-    workloads.deploy_target(api, NS, "web", 2, workloads.target_image(tools.pins.kubernetes))
-    pods = workloads.wait_ready_pods(api, NS, "web", 2)
-    svc = client.CoreV1Api(api).read_namespaced_service("web", NS)
-    return svc.spec.cluster_ip, sorted(p.metadata.name for p in pods)
+    with cluster.api_client(local_cluster) as api:
+        workloads.deploy_target(api, NS, "web", 2, workloads.target_image(tools.pins.kubernetes))
+        pods = workloads.wait_ready_pods(api, NS, "web", 2)
+        svc = api.get(f"/api/v1/namespaces/{NS}/services/web") or {}
+    return svc["spec"]["clusterIP"], sorted(p["metadata"]["name"] for p in pods)
 
 
 def test_pods_spread_over_both_nodes(local_cluster: ClusterSpec, web) -> None:  # type: ignore[no-untyped-def]
-    api = workloads.api_client(local_cluster.kubeconfig)
-    pods = client.CoreV1Api(api).list_namespaced_pod(NS).items
-    assert sorted(p.spec.node_name for p in pods) == ["n1", "n2"]
+    with cluster.api_client(local_cluster) as api:
+        pods = api.list(f"/api/v1/namespaces/{NS}/pods")
+    assert sorted(p["spec"]["nodeName"] for p in pods) == ["n1", "n2"]
 
 
 def _both_pods_answer_from_every_node(spec: ClusterSpec, ip: str, pods: list[str]) -> None:

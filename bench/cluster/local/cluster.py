@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -22,8 +21,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench import prom
 from bench.build import doctor, images
 from bench.build.gobuild import Toolset, require_toolset
@@ -31,6 +28,7 @@ from bench.cluster.local import components as comp
 from bench.cluster.local import netns, nshttp, pki, procs, teardown
 from bench.cluster.local.spec import API_PORT, ClusterSpec, check_mode
 from bench.errors import ClusterError, UserError
+from bench.kube import ApiStatusError, ApiUnreachable, Kube
 from bench.paths import state_root
 from bench.poll import wait_until
 from bench.ready import is_ready
@@ -231,16 +229,13 @@ def import_images(spec: ClusterSpec, node: str, archives: dict[str, Path]) -> No
             raise ClusterError(f"importing {ref} into {node}: {proc.stderr.strip()}")
 
 
-def api_client(spec: ClusterSpec, timeout: float = 5.0) -> httpx.Client:
-    p = spec.pki
-    ctx = ssl.create_default_context(cafile=str(p / "ca.crt"))
-    ctx.load_cert_chain(str(p / "admin.crt"), str(p / "admin.key"))
-    return httpx.Client(base_url=f"https://127.0.0.1:{spec.api_port}", timeout=timeout,
-                        verify=ctx)
+def api_client(spec: ClusterSpec, timeout: float = 5.0) -> Kube:
+    """The cluster's admin client (its kubeconfig: client certificate, loopback forwarder)."""
+    return Kube(spec.kubeconfig, timeout=timeout)
 
 
 #: what a starting component answers before it is up: refused, 503, half-written JSON
-STARTING_ERRORS = (OSError, httpx.HTTPError, ValueError, KeyError)
+STARTING_ERRORS = (OSError, ApiUnreachable, ApiStatusError, ValueError, KeyError)
 
 
 def wait_for(what: str, probe: Callable[[], bool], timeout: float, log_hint: str) -> None:
@@ -330,7 +325,7 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
             f.result()
     say(f"[{clock()}s] images imported into {spec.nodes} containerd(s)")
     with api_client(spec) as api:
-        wait_for("kube-apiserver /readyz", lambda: api.get("/readyz").status_code == 200,
+        wait_for("kube-apiserver /readyz", lambda: api.request("GET", "/readyz").status_code == 200,
                  90, f"{spec.logs}/kube-apiserver.log")
         say(f"[{clock()}s] API server ready")
         wait_for("the kubelet-client RBAC binding", functools.partial(grant_kubelet_api, api),
@@ -342,7 +337,7 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
         cidrs: dict[str, str] = {}
 
         def all_cidrs() -> bool:
-            for item in api.get("/api/v1/nodes").json()["items"]:
+            for item in api.list("/api/v1/nodes"):
                 name, cidr = item["metadata"]["name"], item["spec"].get("podCIDR")
                 if cidr and name not in cidrs:
                     cidrs[name] = cidr
@@ -362,7 +357,7 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
     _write_state(spec, status="up", up_seconds=clock(), node_cidrs=cidrs)
 
 
-def grant_kubelet_api(api: httpx.Client) -> bool:
+def grant_kubelet_api(api: Kube) -> bool:
     """Let the API server call the kubelets' API (`kubectl logs`, `exec`, `port-forward`),
     as kubeadm does: bind its kubelet-client identity to system:kubelet-api-admin.
 
@@ -377,7 +372,7 @@ def grant_kubelet_api(api: httpx.Client) -> bool:
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
                       "name": KUBELET_CLIENT}],
     }
-    r = api.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", json=body)
+    r = api.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", json=body)
     return r.status_code in (201, 409)  # 409: already there
 
 
@@ -387,9 +382,8 @@ def start_proxies(spec: ClusterSpec, tools: Toolset, mode: str,
         start(f"kube-proxy-{node}", comp.kube_proxy(spec, node, tools, mode), spec.node_ns(node))
 
 
-def _all_ready(api: httpx.Client, n: int) -> bool:
-    items = api.get("/api/v1/nodes").json()["items"]
-    return sum(is_ready(i) for i in items) == n
+def _all_ready(api: Kube, n: int) -> bool:
+    return sum(is_ready(i) for i in api.list("/api/v1/nodes")) == n
 
 
 def down(name: str, say: Say = print) -> dict[str, int]:
