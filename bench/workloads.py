@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from bench.build.images import AGNHOST
 from bench.errors import UserError
+from bench.imagenames import AGNHOST
 from bench.kube import ApiStatusError, Kube
 from bench.paths import shipped
 from bench.poll import WaitTimeout, wait_until

@@ -22,7 +22,7 @@ import pytest
 
 from bench import runner
 from bench.build import agentimage
-from bench.cluster.local import cluster, pki, teardown
+from bench.cluster.local import cluster, live, pki, teardown
 from bench.cluster.local.spec import ClusterSpec
 from bench.errors import ClusterError, UserError
 from bench.poll import wait_until
@@ -88,7 +88,7 @@ def runs(kcfg_cluster: ClusterSpec, agent_image: str, tools,  # type: ignore[no-
 
 def leftovers(spec: ClusterSpec) -> dict[str, list[str]]:
     """Everything of hopbench the API server still holds (admin credentials)."""
-    with cluster.api_client(spec, timeout=10) as api:
+    with live.api_client(spec, timeout=10) as api:
         def names(path: str) -> list[str]:
             items = api.list(path)
             return sorted(f"{i['metadata'].get('namespace', '')}/{i['metadata']['name']}"
@@ -174,7 +174,7 @@ def test_missing_image_is_one_clear_line(kcfg_cluster: ClusterSpec) -> None:
 def test_taken_namespace_is_refused_and_kept(kcfg_cluster: ClusterSpec,
                                              agent_image: str) -> None:
     """Someone else's hopbench-system (another run) is refused and left as it was."""
-    with cluster.api_client(kcfg_cluster, timeout=10) as api:
+    with live.api_client(kcfg_cluster, timeout=10) as api:
         api.create("/api/v1/namespaces", {"kind": "Namespace",
                                           "metadata": {"name": "hopbench-system"}})
         try:
@@ -209,7 +209,7 @@ def test_missing_rbac_is_one_line(kcfg_cluster: ClusterSpec, tmp_path: Path) -> 
 
 
 def _trial_pods_exist(spec: ClusterSpec) -> bool:
-    with cluster.api_client(spec, timeout=5) as api:
+    with live.api_client(spec, timeout=5) as api:
         try:
             pods = api.list("/api/v1/pods", labelSelector="hopbench.io/role=trial")
         except ClusterError:
