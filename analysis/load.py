@@ -1,6 +1,8 @@
 """Load run directories into tidy DataFrames, migrating old schemas and guarding merges.
 
-A run directory (DESIGN.md §3) holds run.json, events.parquet and hops.parquet. Analysis
+A run directory (DESIGN.md §3) holds run.json, events.parquet and hops.parquet, and the
+journal events.jsonl; `bench.runreader.read_run` reads it (journal included, so a killed
+run shows every trial it completed), and analysis reads nothing else. Analysis
 works on one or many runs at once, but pooling runs from different clusters silently mixes
 populations, so `load_runs` refuses to merge runs whose key provenance differs unless told
 to (pyperf/asv do the same), and says which field differs in which run.
@@ -8,7 +10,6 @@ to (pyperf/asv do the same), and says which field differs in which run.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,12 +21,13 @@ import pandas as pd
 from analysis.errors import DuplicateRun, ProvenanceMismatch, RunDirError, SchemaError
 from analysis.frame import with_scope
 from analysis.migrations import RawRun, migrate
+from bench.errors import UserError
+from bench.runreader import RunFileError, read_run
 from bench.schema import EVENT_DTYPES, HOP_DTYPES
 
 __all__ = ["DuplicateRun", "ProvenanceMismatch", "RunData", "RunDirError", "SchemaError",
            "check_provenance", "load_run", "load_runs", "run_dirs_from_env"]
 
-RUN_JSON = "run.json"
 HOPS_FILE = "hops.parquet"
 EVENTS_FILE = "events.parquet"
 #: provenance that must agree for runs to be pooled
@@ -122,21 +124,15 @@ def _resolve(path: Path) -> Path:
 
 
 def _read(path: Path) -> RawRun:
-    meta_path = path / RUN_JSON
-    if not meta_path.is_file():
-        raise RunDirError(f"{path}: not a hopbench run directory (no {RUN_JSON})")
+    """The run as `bench.runreader.read_run` sees it: parquet snapshots and, for a run that
+    did not finish (killed), every complete trial of its journal."""
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise RunDirError(f"{meta_path}: not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise RunDirError(f"{meta_path}: expected a JSON object")
-    hops_path = path / HOPS_FILE
-    if not hops_path.is_file():
-        raise RunDirError(f"{path}: no {HOPS_FILE} (the run wrote no assembled hops yet)")
-    events_path = path / EVENTS_FILE
-    events = pd.read_parquet(events_path) if events_path.is_file() else pd.DataFrame()
-    return RawRun(meta=meta, hops=pd.read_parquet(hops_path), events=events)
+        run = read_run(path, any_version=True)
+        return RawRun(meta=run.meta, hops=run.hops, events=run.events)
+    except RunFileError as exc:
+        raise SchemaError(str(exc)) from exc
+    except UserError as exc:
+        raise RunDirError(str(exc)) from exc
 
 
 def _run_row(path: Path, raw: RawRun, version_on_disk: int) -> dict[str, Any]:
