@@ -87,7 +87,7 @@ def test_sli_figure_reports_malformed_entries() -> None:
 
 #: the harness modules analysis may import: run-directory files and data, no client, no I/O
 #: beyond the run directory
-PURE = ("schema", "errors", "timeline", "results", "runreader")
+PURE = ("schema", "errors", "timeline", "results", "runreader", "modeblock")
 
 
 def test_analysis_never_imports_a_kubernetes_client_or_the_harness() -> None:
