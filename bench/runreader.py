@@ -12,6 +12,8 @@ the kill. So the reader merges the two (bench/results.py says which file holds w
 - hops: the rows of hops.parquet, plus the hops of every trial of those events that
   hops.parquet lacks, assembled from the events (`timeline.assemble`).
 
+A finished run's parquet holds its whole journal (the writer flushes before it marks the
+run finished), so its journal is not read: a long run's journal takes seconds to parse.
 A run of an older schema version (read with `any_version=True`, for analysis.migrations)
 comes back as its parquet files hold it: only this version's journal is read.
 Pure file reading: no Kubernetes client, so `analysis` may import this module.
@@ -102,6 +104,8 @@ def read_run(run_dir: Path | str, *, any_version: bool = False) -> RecordedRun:
     events = _load(load_events, path / EVENTS) if stored else _empty(EVENT_DTYPES)
     if not stored and not (path / HOPS).is_file() and not (path / JOURNAL).is_file():
         raise UserError(f"{path}: no {HOPS}, {EVENTS} or {JOURNAL}: the run recorded nothing")
+    if meta.get("status") == "finished":  # RunStore._end flushed every event before saying so
+        return RecordedRun(path, meta, events, 0)
     journal = events_frame(read_journal(path))
     ended = _trial_keys(journal[journal["event"] == Ev.TRIAL_END])
     extra = ended - _trial_keys(events)
