@@ -144,6 +144,8 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
         f"{per_cycle} trials to run")
     api = workloads.api_client(provider.kubeconfig)
     ns = cfg.namespace or f"hopbench-{run_id[:6]}-{mode[:3]}"
+    if cfg.resume and not cfg.namespace:  # a killed segment left this run's own namespace
+        workloads.delete_namespace(api, ns, wait=120)
     workloads.ensure_namespace(api, ns)
     token = secrets.token_hex(16)
     lock = threading.Lock()
