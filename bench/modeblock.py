@@ -11,10 +11,10 @@ than a sum (clock offsets, resolutions, kube-proxy's config) is the latest segme
 API watch delay is computed by the runner over all of the mode's stored events, so it is
 the whole run's already.
 
-The runner also writes a segment's block so far at each parquet snapshot (every minute) and
-when the segment is interrupted, so a segment stopped early counts too; one killed with
-SIGKILL counts up to its last snapshot (its later trials are in the data, bench.runreader,
-but not in `trials` and `elapsed_s`). Pure data and arithmetic: no I/O, so `analysis` may import it.
+The runner also writes a segment's block so far every few seconds
+(`runner.CHECKPOINT_EVERY_S`) and when the segment is interrupted, so a segment stopped
+early counts too; one killed with SIGKILL counts up to its last checkpoint (its later
+trials are in the data, bench.runreader, but not in `trials` and `elapsed_s`). Pure data and arithmetic: no I/O, so `analysis` may import it.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from bench.sources.audit import AuditTail
 from bench.sources.base import Registry, TrialRef, row
 
 FLUSH_EVERY_S = 60.0  # parquet snapshots; the journal is written every trial
+CHECKPOINT_EVERY_S = 5.0  # run.json's block of the mode so far (its trials, elapsed time)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
     lock = threading.Lock()
     pending: list[EventRow] = []
     last_flush = [time.monotonic()]
+    last_checkpoint = [time.monotonic()]
     before = store.meta.get("modes", {}).get(mode)  # earlier segments, before a --resume
     seg_trials = [0]  # trials this segment recorded; none while its block is final
 
@@ -189,9 +191,11 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             store.append_events(batch)
             if time.monotonic() - last_flush[0] > FLUSH_EVERY_S:
                 store.flush()
-                checkpoint()
                 last_flush[0] = time.monotonic()
             seg_trials[0] += 1
+            if time.monotonic() - last_checkpoint[0] > CHECKPOINT_EVERY_S:
+                checkpoint()
+                last_checkpoint[0] = time.monotonic()
             progress.done += 1
             progress.note(ref, batch)
         on_progress(progress)
