@@ -14,7 +14,8 @@ the whole run's already.
 The runner also writes a segment's block so far every few seconds
 (`runner.CHECKPOINT_EVERY_S`) and when the segment is interrupted, so a segment stopped
 early counts too; one killed with SIGKILL counts up to its last checkpoint (its later
-trials are in the data, bench.runreader, but not in `trials` and `elapsed_s`). Pure data and arithmetic: no I/O, so `analysis` may import it.
+trials are in the data, bench.runreader, but not in `trials` and `elapsed_s`).
+Pure data and arithmetic: no I/O, so `analysis` may import it.
 """
 
 from __future__ import annotations
