@@ -76,9 +76,11 @@ def test_sigkilled_run_is_readable_and_resumable(tmp_path: Path) -> None:
         block = meta["status"], meta["modes"]["iptables"]
         assert block[0] == "finished"
         assert block[1]["trials"] == sum(s["trials"] for s in block[1]["segments"])
-        assert block[1]["trials"] >= 2 * TRIALS - ended  # the resumed part, at least
+        assert block[1]["trials"] > 2 * TRIALS - ended  # the resumed part, and more:
+        assert len(block[1]["segments"]) == 2  # the killed segment's last checkpoint
         done = hopbench("show", str(run))
         assert "did not finish" not in _said(done)
+        assert f"({block[1]['trials']} in" in done.stdout and "2 segments)" in done.stdout
         hops = pd.read_parquet(run / "hops.parquet")
         assert len(hops[["trial", "direction"]].drop_duplicates()) == 2 * TRIALS
     finally:  # a SIGKILLed run leaves its cluster: remove the one this test created
