@@ -1,7 +1,8 @@
 """The errors `analysis` raises on bad input, under one base the CLI can turn into one line.
 
-They are ValueErrors (bad input, not bugs); `analysis` cannot import `bench.errors`, so the
-CLI maps `AnalysisError` to its own user error.
+They are ValueErrors (bad input, not bugs), so a notebook can catch them apart from bugs;
+`analysis.load` turns the reader's `bench.errors.UserError` into `RunDirError`, and the CLI
+maps `AnalysisError` to its own user error.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Load run directories into tidy DataFrames, migrating old schemas and guarding merges.
 
-A run directory (docs/design.md §8) holds run.json, events.parquet and hops.parquet. Analysis
+A run directory (docs/design.md §8) holds run.json, events.parquet and hops.parquet, and the
+journal events.jsonl; `bench.results.reader.read_run` reads it (journal included, so a killed
+run shows every trial it completed), and analysis reads nothing else. Analysis
 works on one or many runs at once, but pooling runs from different clusters silently mixes
 populations, so `load_runs` refuses to merge runs whose key provenance differs unless told
 to (pyperf/asv do the same), and says which field differs in which run.
@@ -8,7 +10,6 @@ to (pyperf/asv do the same), and says which field differs in which run.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,17 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 from analysis.errors import DuplicateRun, ProvenanceMismatch, RunDirError, SchemaError
 from analysis.frame import with_scope
 from analysis.migrations import RawRun, migrate
+from bench.errors import UserError
+from bench.results.reader import RunFileError, read_run
 from bench.results.schema import EVENT_DTYPES, HOP_DTYPES
 
 __all__ = ["DuplicateRun", "ProvenanceMismatch", "RunData", "RunDirError", "SchemaError",
            "check_provenance", "load_run", "load_runs", "run_dirs_from_env"]
 
-RUN_JSON = "run.json"
 HOPS_FILE = "hops.parquet"
 EVENTS_FILE = "events.parquet"
 #: provenance that must agree for runs to be pooled
@@ -123,33 +124,15 @@ def _resolve(path: Path) -> Path:
 
 
 def _read(path: Path) -> RawRun:
-    meta_path = path / RUN_JSON
-    if not meta_path.is_file():
-        raise RunDirError(f"{path}: not a hopbench run directory (no {RUN_JSON})")
+    """The run as `bench.results.reader.read_run` sees it: parquet snapshots and, for a run that
+    did not finish (killed), every complete trial of its journal."""
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise RunDirError(f"{meta_path}: not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise RunDirError(f"{meta_path}: expected a JSON object")
-    hops_path = path / HOPS_FILE
-    if not hops_path.is_file():
-        raise RunDirError(f"{path}: no {HOPS_FILE} (the run wrote no assembled hops yet)")
-    events_path = path / EVENTS_FILE
-    events = (_parquet(events_path, "its events are in the journal events.jsonl")
-              if events_path.is_file() else pd.DataFrame())
-    hops = _parquet(hops_path, f"run `hopbench reassemble {path}`, which rebuilds it from "
-                               "the run's events")
-    return RawRun(meta=meta, hops=hops, events=events)
-
-
-def _parquet(path: Path, remedy: str) -> pd.DataFrame:
-    """A run's parquet snapshot; unreadable (overwritten, damaged) is one RunDirError line."""
-    try:
-        return pd.read_parquet(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise RunDirError(f"{path}: unreadable ({type(exc).__name__}: "
-                          f"{_words(exc, path)}); {remedy}") from None
+        run = read_run(path, any_version=True)
+        return RawRun(meta=run.meta, hops=run.hops, events=run.events)
+    except RunFileError as exc:
+        raise SchemaError(str(exc)) from exc
+    except UserError as exc:
+        raise RunDirError(str(exc)) from exc
 
 
 def _run_row(path: Path, raw: RawRun, version_on_disk: int) -> dict[str, Any]:
@@ -240,8 +223,3 @@ def _filter(df: pd.DataFrame, equals: Mapping[str, Any]) -> pd.DataFrame:
         values = [want] if isinstance(want, (str, int)) else list(want)
         mask &= df[col].isin(values)
     return df.loc[mask].reset_index(drop=True)
-
-
-def _words(exc: BaseException, path: Path) -> str:
-    """The reader's complaint on one line, without the path it repeats."""
-    return " ".join(str(exc).replace(f" {str(path)!r}", "").split())[:120]

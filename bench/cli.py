@@ -262,28 +262,58 @@ def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str
 
 @app.command()
 def show(run_dir: str) -> None:
-    """Print the summary table of a stored run."""
-    from bench.results.store import load_hops, load_meta
+    """Print the summary table of a stored run (a killed one too: its journal is read)."""
+    from bench.results.reader import read_run
+    from bench.results.store import writer_pid
     from bench.summary import instruments_table, render, summary_table
 
-    meta = load_meta(run_dir)
-    say(f"{run_dir}: status {meta.get('status')}, provider {meta.get('provider')}, "
+    run = read_run(run_dir)
+    meta = run.meta
+    say(f"{run_dir}: status {run.status}, provider {meta.get('provider')}, "
         f"Kubernetes {meta.get('kubernetes_version')}, {meta.get('node_count')} node(s)")
-    stdout.print(render(summary_table(load_hops(run_dir)), title=run_dir, width=stdout.width))
+    if run.status != "finished":
+        say(_unfinished(run_dir, run.status, str(meta.get("interrupt_reason") or ""),
+                        writer_pid(run_dir), run.trials, run.from_journal))
+    stdout.print(render(summary_table(run.hops), title=run_dir, width=stdout.width))
     if (inst := instruments_table(meta, width=stdout.width)) is not None:
         stdout.print(inst)
 
 
+def _unfinished(run_dir: str, status: str, reason: str, pid: str | None, trials: int,
+                from_journal: int) -> str:
+    """The line `show` prints for a run that has not finished."""
+    journal = (f", {from_journal} of them only in events.jsonl (the parquet snapshots lag)"
+               if from_journal else "")
+    holds = f"it holds {trials} complete trial(s){journal}"
+    if pid is not None:
+        return f"[yellow]this run has not finished[/]: still running (pid {pid}); {holds} so far"
+    how = {"running": "killed (run.json still says running, no process holds it)",
+           "interrupted": f"interrupted ({reason or 'no reason recorded'})"}.get(
+        status, f"status {status!r}")
+    return (f"[yellow]this run did not finish[/]: {how}; {holds}; continue it with "
+            f"`hopbench run --resume {run_dir}`")
+
+
 @app.command()
 def reassemble(run_dir: str) -> None:
-    """Re-derive hops.parquet from the run's raw events with this version's timeline rules."""
-    from bench.results.store import load_events, write_hops
+    """Re-derive hops.parquet from the run's raw events with this version's timeline rules.
+
+    The events are those `show` reads: events.parquet plus every complete trial of the
+    journal; events.parquet is rewritten with them too.
+    """
+    from bench.results.reader import read_run
+    from bench.results.store import write_events, write_hops
     from bench.timeline import assemble
 
     path = Path(run_dir)
-    hops = assemble(load_events(path))
+    run = read_run(path)
+    hops = assemble(run.events)
+    if run.from_journal:
+        write_events(path, run.events)
     write_hops(path, hops)
-    say(f"{path / 'hops.parquet'}: {len(hops)} hop rows from the raw events")
+    say(f"{path / 'hops.parquet'}: {len(hops)} hop rows of {run.trials} trial(s) from the "
+        "raw events" + (f" ({run.from_journal} trial(s) read from events.jsonl)"
+                        if run.from_journal else ""))
 
 
 @app.command()

@@ -26,6 +26,7 @@ from bench import __version__, apierrors, prom, workloads
 from bench.errors import ClusterError
 from bench.latency import sli_delta, watch_delay
 from bench.providers.base import Provider
+from bench.results.modeblock import ModeBlock, accumulate, rate
 from bench.results.schema import Ev, EventRow
 from bench.results.store import RunStore, load_events
 from bench.scenario import Lane, ScenarioConfig, split_trials
@@ -35,6 +36,7 @@ from bench.sources.audit import AuditTail
 from bench.sources.base import Registry, TrialRef, row
 
 FLUSH_EVERY_S = 60.0  # parquet snapshots; the journal is written every trial
+CHECKPOINT_EVERY_S = 5.0  # run.json's block of the mode so far (its trials, elapsed time)
 
 
 @dataclass(frozen=True)
@@ -156,11 +158,24 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
         f"{per_cycle} trials to run")
     api = provider.kube()
     ns = cfg.namespace or f"hopbench-{run_id[:6]}-{mode[:3]}"
+    if cfg.resume and not cfg.namespace:  # a killed segment left this run's own namespace
+        workloads.delete_namespace(api, ns, wait=120)
     workloads.ensure_namespace(api, ns)
     token = secrets.token_hex(16)
     lock = threading.Lock()
     pending: list[EventRow] = []
     last_flush = [time.monotonic()]
+    last_checkpoint = [time.monotonic()]
+    before = store.meta.get("modes", {}).get(mode)  # earlier segments, before a --resume
+    seg_trials = [0]  # trials this segment recorded; none while its block is final
+
+    def checkpoint() -> None:
+        """This segment's block so far, so an interrupted or killed segment still counts."""
+        if seg_trials[0]:
+            elapsed = time.monotonic() - started
+            record_mode(store, mode, before, ModeBlock(
+                trials=seg_trials[0], elapsed_s=round(elapsed, 1),
+                trials_per_minute=rate(seg_trials[0], elapsed), proxy_switch_s=round(switch_s, 2)))
 
     def sink(r: EventRow) -> None:
         for ln in lanes:  # a lane focuses the probers on its pod's Ready
@@ -190,6 +205,10 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             if time.monotonic() - last_flush[0] > FLUSH_EVERY_S:
                 store.flush()
                 last_flush[0] = time.monotonic()
+            seg_trials[0] += 1
+            if time.monotonic() - last_checkpoint[0] > CHECKPOINT_EVERY_S:
+                checkpoint()
+                last_checkpoint[0] = time.monotonic()
             progress.done += 1
             progress.note(ref, batch)
         on_progress(progress)
@@ -248,7 +267,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
                 pending.clear()
         store.flush()
         cpu = {n: agents.cpu_fraction(n) for n in agents.nodes}
-        mode_meta = {
+        mode_meta = ModeBlock({
             "watch_delay_ms": watch_delay(load_events(store.path), mode),
             "resolution": {"api_watch_ns": WATCH_RESOLUTION_NS, "audit_ns": 1_000,
                            "agents": agents.resolutions()},
@@ -259,17 +278,24 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             "proxy_switch_s": round(switch_s, 2),
             "watch_restarts": watch.restarts, "agent_errors": dict(agents.errors),
             "sli": sli_delta(_sli(sli_before), _sli(sli_after)),
-        }
+        })
         kpc = getattr(provider, "kube_proxy_config", None)
         if kpc:
             mode_meta["kube_proxy_config"] = kpc()
-        modes = {**store.meta.get("modes", {}), mode: mode_meta}
-        sli = {**store.meta.get("sli", {}), mode: mode_meta["sli"]}  # analysis reads it here
-        store.update_meta({"modes": modes, "sli": sli})
+        seg_trials[0] = 0
+        whole = record_mode(store, mode, before, mode_meta)
         say(f"{mode}: {len(todo) * per_cycle} trials in {elapsed:.0f}s "
             f"({mode_meta['trials_per_minute']}/min), agent CPU "
             + ", ".join(f"{n} {c * 100:.1f}%" for n, c in cpu.items()))
+        if len(whole["segments"]) > 1:
+            say(f"{mode}, whole run ({len(whole['segments'])} segments): {whole['trials']} "
+                f"trials in {whole['elapsed_s']:.0f}s ({whole['trials_per_minute']}/min)")
     finally:
+        try:
+            with lock:
+                checkpoint()  # interrupted (Ctrl-C, an error): what it did still counts
+        except Exception as exc:  # the cleanup below must run; the trials are in the journal
+            say(f"{mode}: could not record this segment in run.json ({exc})")
         agents.disarm()
         agents.stop()
         watch.stop()
@@ -278,6 +304,18 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             workloads.delete_namespace(api, ns, wait=30)
         except Exception:  # noqa: BLE001 - best effort cleanup
             pass
+
+
+def record_mode(store: RunStore, mode: str, before: ModeBlock | None, segment: ModeBlock
+                ) -> ModeBlock:
+    """Write run.json's block of `mode`, the whole run's: this segment of its trials added
+    to what earlier segments (`before`, as run.json held it when this segment began)
+    recorded. Returns the block written."""
+    whole = accumulate(before, segment)
+    modes = {**store.meta.get("modes", {}), mode: whole}
+    sli = {**store.meta.get("sli", {}), mode: whole.get("sli", {})}  # analysis reads it here
+    store.update_meta({"modes": modes, "sli": sli})
+    return whole
 
 
 def _sli(metrics: dict[str, str]) -> dict[str, Any]:

@@ -118,7 +118,9 @@ def instruments_table(meta: Mapping[str, Any], width: int | None = None) -> Tabl
         delay = ins.watch_delay_ms
         cells = {
             "trials per minute": f"{_or_dash(ins.trials_per_minute)} "
-                                 f"({_or_dash(ins.trials)} in {ins.elapsed_s:.0f} s)",
+                                 f"({_or_dash(ins.trials)} in {ins.elapsed_s:.0f} s"
+                                 + (f", {ins.segments} segments)" if ins.segments > 1
+                                    else ")"),
             "agent CPU per node": ", ".join(f"{n} {v * 100:.1f} %"
                                             for n, v in ins.agent_cpu.items()),
             "fine probing, share of time": ", ".join(f"{n} {v * 100:.0f} %"

@@ -74,6 +74,7 @@ class LocalProvider:
 
     def start_agents(self, token: str, probe_interval_ms: float) -> list[NetnsTransport]:
         self.stop_agents()
+        self._stop_orphaned_agents()
         transports = []
         for node in self.nodes():
             ns = self.spec.node_ns(node)
@@ -81,8 +82,10 @@ class LocalProvider:
                 "bench.agent", "--node", node, "--listen", f"127.0.0.1:{AGENT_PORT}",
                 "--token", token, "--probe-interval-ms", str(probe_interval_ms),
                 "--max-lifetime", str(6 * 3600))
-            self._agent_pids.append(procs.start(argv, self.spec.logs / f"agent-{node}.log",
-                                                ns, env={"PYTHONPATH": _src_root()}))
+            pid = procs.start(argv, self.spec.logs / f"agent-{node}.log", ns,
+                              env={"PYTHONPATH": _src_root()})
+            self._agent_pids.append(pid)
+            self._agent_pidfile(node).write_text(str(pid))
             transports.append(NetnsTransport(node, ns, AGENT_PORT, token))
         for t in transports:
             live.wait_for(f"agent on {t.node}", functools.partial(_healthy, t), 30,
@@ -98,6 +101,22 @@ class LocalProvider:
         if self._kube is None:
             self._kube = Kube(self.kubeconfig)
         return self._kube
+
+    def _agent_pidfile(self, node: str) -> Path:
+        return self.spec.logs / f"agent-{node}.pid"
+
+    def _stop_orphaned_agents(self) -> None:
+        """Stop the agents a run killed with SIGKILL left behind: they still hold the agent
+        port of each node (with that run's token), so a new run could not arm its own."""
+        orphans = []
+        for node in self.nodes():
+            try:
+                pid = int(self._agent_pidfile(node).read_text())
+            except (OSError, ValueError):
+                continue
+            if procs.alive(pid) and "bench.agent" in procs.cmdline(pid):
+                orphans.append(pid)
+        procs.stop(orphans)
 
     def watch_client(self) -> Kube:
         """Watches connect from the control-plane namespace straight to the API server, so

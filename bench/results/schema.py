@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, get_type_hints
 
+from bench.results.modeblock import ModeBlock
+
 SCHEMA_VERSION = 1
 
 Direction = Literal["add", "remove"]
@@ -152,6 +154,7 @@ class Instruments:
     trials_per_minute: float | None
     trials: int | None
     elapsed_s: float
+    segments: int                          # 1, or how many runs --resume made of it
     agent_cpu: dict[str, float]            # fraction of one core
     fine_share: dict[str, float]           # fraction of elapsed_s at the fine interval
     early_rule_changes: dict[str, int]     # rules that changed while a focus waited
@@ -163,13 +166,14 @@ class Instruments:
     watch_delay_ms: dict[str, float]
 
 
-def instruments(mode: str, m: dict[str, Any]) -> Instruments:
+def instruments(mode: str, m: ModeBlock) -> Instruments:
+    """A mode's instruments from its run.json block, the whole run's (bench.results.modeblock)."""
     agents: dict[str, dict[str, Any]] = (m.get("resolution") or {}).get("agents") or {}
     elapsed = float(m.get("elapsed_s") or 0)
     first = next(iter(agents.values()), {})
     return Instruments(
         proxy_mode=mode, trials_per_minute=m.get("trials_per_minute"), trials=m.get("trials"),
-        elapsed_s=elapsed,
+        elapsed_s=elapsed, segments=len(m.get("segments") or []) or 1,
         agent_cpu={n: float(v) for n, v in (m.get("agent_cpu_fraction") or {}).items()},
         fine_share={n: float(a["probe_focused_s"] or 0) / elapsed for n, a in agents.items()
                     if "probe_focused_s" in a and elapsed},

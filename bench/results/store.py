@@ -201,14 +201,39 @@ def write_hops(run_dir: Path | str, hops: pd.DataFrame) -> None:
 def load_meta(run_dir: Path | str) -> dict[str, Any]:
     """run.json of a run directory, checked to be one this code can read."""
     path = Path(run_dir) / RUN_JSON
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path.parent}: not a hopbench run directory ({exc})") from exc
+    meta = read_meta(run_dir)
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise UserError(f"{path}: schema_version {meta.get('schema_version')!r}, "
                         f"this hopbench reads {SCHEMA_VERSION}")
+    return meta
+
+
+def read_meta(run_dir: Path | str) -> dict[str, Any]:
+    """run.json of a run directory as stored, whatever its schema_version."""
+    path = Path(run_dir) / RUN_JSON
+    if not path.is_file():
+        raise UserError(f"{path.parent}: not a hopbench run directory (no {RUN_JSON})")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a hopbench run directory: not valid JSON ({exc})"
+                        ) from exc
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: not a hopbench run directory: expected a JSON object")
     return dict(meta)
+
+
+def read_journal(run_dir: Path | str) -> list[EventRow]:
+    """The events of the run's journal (events.jsonl), a torn last line dropped; [] if absent.
+
+    Read-only: unlike `RunStore.open`, nothing is set aside or rewritten.
+    """
+    return _read_journal(Path(run_dir) / JOURNAL)
+
+
+def write_events(run_dir: Path | str, events: pd.DataFrame) -> None:
+    """Replace a run's events.parquet atomically (e.g. caught up with its journal)."""
+    _write_parquet(Path(run_dir) / EVENTS, events)
 
 
 def load_events(run_dir: Path | str) -> pd.DataFrame:
@@ -296,6 +321,24 @@ def _read_journal(path: Path) -> list[EventRow]:
                 break
             raise UserError(f"{path}:{number + 1}: corrupt journal line ({exc})") from exc
     return rows
+
+
+def writer_pid(run_dir: Path | str) -> str | None:
+    """The pid of the process that holds the run open now, or None (e.g. it was killed).
+
+    Takes the lock shared for an instant: a writer opening the run at that very instant
+    would be refused as if the run were in use.
+    """
+    path = Path(run_dir) / _LOCK
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as probe:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return probe.read().strip() or "?"
+        fcntl.flock(probe, fcntl.LOCK_UN)
+    return None
 
 
 def _lock(path: Path) -> IO[str]:
