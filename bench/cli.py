@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, cast
 
@@ -39,7 +40,7 @@ def say(msg: str) -> None:
     console.print(msg, highlight=False)
 
 
-def build_progress() -> tuple[Progress, object]:
+def build_progress() -> tuple[Progress, Callable[[str, int, int], None]]:
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("packages"), TimeElapsedColumn(),
                         console=console)
@@ -60,7 +61,7 @@ def build(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] =
 
     progress, cb = build_progress()
     with progress:
-        tools = b.build(cb, force=force)  # type: ignore[arg-type]
+        tools = b.build(cb, force=force)
     out.print(json.dumps(tools.as_dict(), indent=2))
 
 
@@ -339,32 +340,14 @@ def cluster_up(
     provider: Annotated[str, typer.Option(help="local (default) or kind.")] = "local",
 ) -> None:
     """Create a cluster: local (control plane plus N node namespaces) or kind."""
-    from bench.build.gobuild import build as do_build
-    from bench.cluster.local import cluster
-    from bench.cluster.local.spec import ClusterSpec, check_mode, parse_component_args
-    from bench.cluster.toolset import toolset
+    from bench.cluster import lifecycles
 
-    if provider == "kind":
-        from bench.cluster import kind
-
-        if component_arg:
-            raise UserError("--component-arg is for the local provider; kind takes its "
-                            "settings from kind-configs/")
-        out.print(str(kind.up(check_mode(proxy_mode), nodes=nodes, name=name, say=say)))
-        return
-    if provider != "local":
-        raise UserError(f"unknown provider {provider!r} (local or kind)")
-
-    spec = ClusterSpec(name=name, nodes=nodes, proxy_mode=proxy_mode,
-                       component_args=parse_component_args(component_arg or []))
-    cluster.validate_new(spec)
-    tools = toolset()
-    if tools is None:
-        progress, cb = build_progress()
-        with progress:
-            tools = do_build(cb)  # type: ignore[arg-type]
-    spec = cluster.up(spec, say=say, tools=tools)
-    out.print(str(spec.kubeconfig))
+    lifecycle = lifecycles.get(provider)
+    progress, cb = build_progress()  # shown only if the Go build has to run first
+    with progress:
+        kubeconfig = lifecycle.up(name, nodes, proxy_mode, component_arg or [], say=say,
+                                  build_progress=cb)
+    out.print(str(kubeconfig))
 
 
 @cluster_app.command("down")
@@ -372,17 +355,9 @@ def cluster_down(name: Annotated[str, typer.Option(help="Cluster name.")] = "hop
                  provider: Annotated[str, typer.Option(help="local or kind.")] = "local"
                  ) -> None:
     """Remove a cluster and everything it created (idempotent)."""
-    from bench.cluster.local import live
+    from bench.cluster import lifecycles
 
-    if provider == "kind":
-        from bench.cluster import kind
-
-        existed = kind.down(name, say=say)
-        say(f"kind cluster {name!r} " + ("deleted" if existed else "did not exist"))
-        return
-
-    counts = live.down(name, say=say)
-    say(f"cluster {name!r} removed: {counts}")
+    say(lifecycles.get(provider).down(name, say=say))
 
 
 @cluster_app.command("status")
@@ -435,16 +410,9 @@ def cluster_set_proxy_mode(name: str, mode: str,
                            provider: Annotated[str, typer.Option(help="local or kind.")
                                                ] = "local") -> None:
     """Switch kube-proxy on every node of a live cluster and wait for its first sync."""
-    from bench.cluster.local import live
+    from bench.cluster import lifecycles
 
-    if provider == "kind":
-        from bench.cluster import kind
-        from bench.cluster.local.spec import check_mode
-
-        kind.set_proxy_mode(name, check_mode(mode), say=say)
-        return
-
-    live.set_proxy_mode(name, mode, say=say)
+    lifecycles.get(provider).set_proxy_mode(name, mode, say=say)
 
 
 def main() -> None:
