@@ -297,7 +297,7 @@ class Kube:
         if self._closed:
             return
         self._closed = True
-        session = self._api._session  # noqa: SLF001 - kr8s closes it in no public call
+        session = self._api._session
         if session is not None:
             try:
                 self._portal.call(session.aclose)

@@ -8,35 +8,21 @@ from __future__ import annotations
 
 import math
 import platform
-import secrets
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from analysis.quantiles import quantiles, sample
-from bench import __version__, apierrors, prom, workloads
-from bench.errors import ClusterError
-from bench.latency import sli_delta, watch_delay
+from bench import __version__, apierrors
 from bench.providers.base import Provider
-from bench.results.modeblock import ModeBlock, accumulate, rate
 from bench.results.schema import Ev, EventRow
-from bench.results.store import RunStore, load_events
-from bench.scenario import Lane, ScenarioConfig, split_trials
-from bench.sources.agents import AgentStore
-from bench.sources.apiwatch import WATCH_RESOLUTION_NS, ApiWatch
-from bench.sources.audit import AuditTail
-from bench.sources.base import Registry, TrialRef, row
-
-FLUSH_EVERY_S = 60.0  # parquet snapshots; the journal is written every trial
-CHECKPOINT_EVERY_S = 5.0  # run.json's block of the mode so far (its trials, elapsed time)
+from bench.results.store import RunStore
+from bench.scenario import ScenarioConfig
+from bench.sources.base import TrialRef
 
 
 @dataclass(frozen=True)
@@ -138,191 +124,16 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
 
 def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, mode: str,
               progress: Progress, say: Callable[[str], None], on_progress: OnProgress) -> None:
-    sc = cfg.scenario
-    done = store.complete_trials
-    per_cycle = len(sc.transitions)
+    """One kube-proxy mode: switch to it, run its trials, record its block (bench.moderun)."""
+    from bench.moderun import ModeRun
 
-    def recorded(t: int) -> frozenset[str]:
-        return frozenset(name for name in sc.scenarios if (mode, name, t) in done)
-
-    todo = [t for t in range(sc.trials) if len(recorded(t)) < len(sc.scenarios)]
-    progress.mode = mode
-    progress.done += per_cycle * (sc.trials - len(todo))
-    if not todo:
-        say(f"{mode}: all {sc.trials} trials already recorded")
+    m = ModeRun(provider, store, cfg, run_id, mode, progress, say, on_progress)
+    if not m.plan():
         return
-    t_switch = time.monotonic()
-    provider.set_proxy_mode(mode)
-    switch_s = time.monotonic() - t_switch
-    say(f"{mode}: kube-proxy ready ({switch_s:.1f}s); {len(todo)} cycles of "
-        f"{per_cycle} trials to run")
-    api = provider.kube()
-    ns = cfg.namespace or f"hopbench-{run_id[:6]}-{mode[:3]}"
-    if cfg.resume and not cfg.namespace:  # a killed segment left this run's own namespace
-        workloads.delete_namespace(api, ns, wait=120)
-    workloads.ensure_namespace(api, ns)
-    token = secrets.token_hex(16)
-    lock = threading.Lock()
-    pending: list[EventRow] = []
-    last_flush = [time.monotonic()]
-    last_checkpoint = [time.monotonic()]
-    before = store.meta.get("modes", {}).get(mode)  # earlier segments, before a --resume
-    seg_trials = [0]  # trials this segment recorded; none while its block is final
-
-    def checkpoint() -> None:
-        """This segment's block so far, so an interrupted or killed segment still counts."""
-        if seg_trials[0]:
-            elapsed = time.monotonic() - started
-            record_mode(store, mode, before, ModeBlock(
-                trials=seg_trials[0], elapsed_s=round(elapsed, 1),
-                trials_per_minute=rate(seg_trials[0], elapsed), proxy_switch_s=round(switch_s, 2)))
-
-    def sink(r: EventRow) -> None:
-        for ln in lanes:  # a lane focuses the probers on its pod's Ready
-            if ln.service == r["service"]:
-                ln.on_watch_row(r)
-        if r["scenario"] not in sc.scenarios:  # setup or cleanup of a cycle: not a trial
-            return
-        with lock:
-            pending.append(r)
-
-    registry = Registry()
-    transports = provider.start_agents(token, sc.probe_interval_ms)
-    agents = AgentStore(transports)
-    watch = ApiWatch(provider.watch_client(), ns, registry, sink)
-    audit_path = provider.audit_log()
-    audit = AuditTail(audit_path, ns) if audit_path else None
-    lanes: list[Lane] = []
-
-    def on_trial(ref: TrialRef, rows: list[EventRow]) -> None:
-        with lock:
-            batch = pending[:] + rows
-            pending.clear()
-            if audit:
-                batch += audit.events_for(ref, batch)
-            batch.append(row(ref, Ev.TRIAL_END, time.time_ns(), source="harness"))
-            store.append_events(batch)
-            if time.monotonic() - last_flush[0] > FLUSH_EVERY_S:
-                store.flush()
-                last_flush[0] = time.monotonic()
-            seg_trials[0] += 1
-            if time.monotonic() - last_checkpoint[0] > CHECKPOINT_EVERY_S:
-                checkpoint()
-                last_checkpoint[0] = time.monotonic()
-            progress.done += 1
-            progress.note(ref, batch)
-        on_progress(progress)
-
-    started = time.monotonic()
+    m.switch()
     try:
-        agents.start()
-        watch.start()
-        tag = str(store.meta.get("kubernetes_version", "latest"))  # provenance, read once
-        image = cfg.target_image or workloads.target_image(tag)
-        lanes = [Lane(api=api, namespace=ns, service=f"svc{k}", image=image, agents=agents,
-                      registry=registry, run_id=run_id, mode=mode, cfg=sc, on_trial=on_trial)
-                 for k in range(sc.parallel)]
-        targets = [{"name": ln.service, "ip": ln.setup(), "port": 80} for ln in lanes]
-        for ln in lanes:
-            ln.wait_base()
-        if not watch.synced.wait(30):
-            raise ClusterError("the API watch did not start within 30s")
-        sli_before = agents.kube_proxy_metrics()
-        agents.arm(targets, sc.probe_interval_ms,
-                   max_seconds=len(todo) * (per_cycle * sc.trial_timeout_s + 5) + 60,
-                   max_requests=int(len(todo) * per_cycle * (sc.trial_timeout_s * 1000 /
-                                                     sc.probe_interval_ms)) + 10_000,
-                   idle_interval_ms=sc.probe_idle_interval_ms)
-        time.sleep(0.5)  # the baseline answers before the first trial starts
-        assigned = split_trials(sc.trials, sc.parallel)
-
-        stop = threading.Event()
-
-        def lane_work(k: int) -> None:
-            for t in assigned[k]:
-                if stop.is_set():  # Ctrl-C: finish the cycle in flight, start no other
-                    return
-                if t in todo:
-                    lanes[k].run_cycle(t, done=recorded(t))
-
-        pool = ThreadPoolExecutor(max_workers=sc.parallel)
-        try:
-            futures = [pool.submit(lane_work, k) for k in range(sc.parallel)]
-            for f in futures:
-                f.result()
-        except BaseException as exc:
-            stop.set()
-            if isinstance(exc, KeyboardInterrupt):
-                say("Ctrl-C: finishing the cycle in flight, then removing what this run "
-                    "created (the run directory stays valid)")
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown()
-        elapsed = time.monotonic() - started
-        sli_after = agents.kube_proxy_metrics()
-        agents.collect_once()
-        with lock:
-            if pending:
-                store.append_events(pending[:])
-                pending.clear()
-        store.flush()
-        cpu = {n: agents.cpu_fraction(n) for n in agents.nodes}
-        mode_meta = ModeBlock({
-            "watch_delay_ms": watch_delay(load_events(store.path), mode),
-            "resolution": {"api_watch_ns": WATCH_RESOLUTION_NS, "audit_ns": 1_000,
-                           "agents": agents.resolutions()},
-            "clock_offsets": agents.offsets(),
-            "agent_cpu_fraction": cpu,
-            "trials": len(todo) * per_cycle, "elapsed_s": round(elapsed, 1),
-            "trials_per_minute": round(len(todo) * per_cycle / elapsed * 60, 1),
-            "proxy_switch_s": round(switch_s, 2),
-            "watch_restarts": watch.restarts, "agent_errors": dict(agents.errors),
-            "sli": sli_delta(_sli(sli_before), _sli(sli_after)),
-        })
-        kpc = getattr(provider, "kube_proxy_config", None)
-        if kpc:
-            mode_meta["kube_proxy_config"] = kpc()
-        seg_trials[0] = 0
-        whole = record_mode(store, mode, before, mode_meta)
-        say(f"{mode}: {len(todo) * per_cycle} trials in {elapsed:.0f}s "
-            f"({mode_meta['trials_per_minute']}/min), agent CPU "
-            + ", ".join(f"{n} {c * 100:.1f}%" for n, c in cpu.items()))
-        if len(whole["segments"]) > 1:
-            say(f"{mode}, whole run ({len(whole['segments'])} segments): {whole['trials']} "
-                f"trials in {whole['elapsed_s']:.0f}s ({whole['trials_per_minute']}/min)")
+        m.start()
+        m.run_lanes()
+        m.finish()
     finally:
-        try:
-            with lock:
-                checkpoint()  # interrupted (Ctrl-C, an error): what it did still counts
-        except Exception as exc:  # the cleanup below must run; the trials are in the journal
-            say(f"{mode}: could not record this segment in run.json ({exc})")
-        agents.disarm()
-        agents.stop()
-        watch.stop()
-        provider.stop_agents()
-        try:
-            workloads.delete_namespace(api, ns, wait=30)
-        except Exception:  # noqa: BLE001 - best effort cleanup
-            pass
-
-
-def record_mode(store: RunStore, mode: str, before: ModeBlock | None, segment: ModeBlock
-                ) -> ModeBlock:
-    """Write run.json's block of `mode`, the whole run's: this segment of its trials added
-    to what earlier segments (`before`, as run.json held it when this segment began)
-    recorded. Returns the block written."""
-    whole = accumulate(before, segment)
-    modes = {**store.meta.get("modes", {}), mode: whole}
-    sli = {**store.meta.get("sli", {}), mode: whole.get("sli", {})}  # analysis reads it here
-    store.update_meta({"modes": modes, "sli": sli})
-    return whole
-
-
-def _sli(metrics: dict[str, str]) -> dict[str, Any]:
-    """kubeproxy_network_programming_duration_seconds buckets per node (cumulative)."""
-    out: dict[str, Any] = {}
-    for node, text in metrics.items():
-        h = prom.histogram(prom.parse(text), prom.NETWORK_PROGRAMMING)
-        out[node] = {"buckets_s": [prom.bound_label(b) for b in h.upper_bounds_s],
-                     "counts": h.counts}
-    return out
+        m.close()

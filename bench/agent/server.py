@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -141,14 +142,64 @@ class Agent:
         }
 
 
+Reply = tuple[int, Any, str]  # status, payload (JSON-able or text), content type
+JSON = "application/json"
+
+
+def _metrics(agent: Agent) -> Reply:
+    try:
+        return 200, agent.poller.raw(), "text/plain"
+    except OSError as exc:
+        return 502, {"error": str(exc)}, JSON
+
+
+def _focus(agent: Agent, body: dict[str, Any]) -> Reply:
+    try:
+        return 200, agent.focus(body), JSON
+    except KeyError:
+        return 404, {"error": f"target {body.get('target')!r} is not armed"}, JSON
+
+
+def _forget(agent: Agent, body: dict[str, Any]) -> Reply:
+    agent.prober.forget_pod(str(body["target"]), str(body["pod"]))
+    return 200, {"forgot": body["pod"]}, JSON
+
+
+def routes(agent: Agent) -> tuple[dict[str, Callable[[], Reply]],
+                                   dict[str, Callable[[], Reply]],
+                                   dict[str, Callable[[dict[str, Any]], Reply]]]:
+    """The control surface: open GETs (health, clock), GETs and POSTs behind the token."""
+    open_get: dict[str, Callable[[], Reply]] = {
+        "/healthz": lambda: (200, {"ok": True, "node": agent.node}, JSON),
+        "/clock": lambda: (200, {"t_ns": time.time_ns(), "boot_id": BOOT_ID}, JSON),
+    }
+    get: dict[str, Callable[[], Reply]] = {
+        "/collect": lambda: (200, agent.collect(), JSON),
+        "/kube-proxy-metrics": lambda: _metrics(agent),
+    }
+    post: dict[str, Callable[[dict[str, Any]], Reply]] = {
+        "/arm": lambda body: (200, agent.arm(body), JSON),
+        "/focus": lambda body: _focus(agent, body),
+        "/disarm": lambda body: (200, agent.disarm(), JSON),
+        "/forget": lambda body: _forget(agent, body),
+    }
+    return open_get, get, post
+
+
+NOT_FOUND: Reply = (404, {"error": "no such endpoint"}, JSON)
+
+
 def make_handler(agent: Agent, token: str) -> type[BaseHTTPRequestHandler]:
+    open_get, get, post = routes(agent)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
             pass
 
-        def _reply(self, code: int, payload: Any, ctype: str = "application/json") -> None:
+        def _reply(self, reply: Reply) -> None:
+            code, payload, ctype = reply
             data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
             self.send_response(code)
             self.send_header("Content-Type", ctype)
@@ -158,45 +209,22 @@ def make_handler(agent: Agent, token: str) -> type[BaseHTTPRequestHandler]:
 
         def _authorized(self) -> bool:
             if token and self.headers.get("X-Hopbench-Token") != token:
-                self._reply(403, {"error": "bad token"})
+                self._reply((403, {"error": "bad token"}, JSON))
                 return False
             return True
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-            if self.path == "/healthz":
-                return self._reply(200, {"ok": True, "node": agent.node})
-            if self.path == "/clock":
-                return self._reply(200, {"t_ns": time.time_ns(), "boot_id": BOOT_ID})
-            if not self._authorized():
-                return None
-            if self.path == "/collect":
-                return self._reply(200, agent.collect())
-            if self.path == "/kube-proxy-metrics":
-                try:
-                    return self._reply(200, agent.poller.raw(), "text/plain")
-                except OSError as exc:
-                    return self._reply(502, {"error": str(exc)})
-            return self._reply(404, {"error": "no such endpoint"})
+        def do_GET(self) -> None:
+            if self.path in open_get:
+                self._reply(open_get[self.path]())
+            elif self._authorized():
+                self._reply(get[self.path]() if self.path in get else NOT_FOUND)
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        def do_POST(self) -> None:
             if not self._authorized():
                 return
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            if self.path == "/arm":
-                return self._reply(200, agent.arm(body))
-            if self.path == "/focus":
-                try:
-                    return self._reply(200, agent.focus(body))
-                except KeyError:
-                    return self._reply(404, {"error": f"target {body.get('target')!r} "
-                                                      "is not armed"})
-            if self.path == "/disarm":
-                return self._reply(200, agent.disarm())
-            if self.path == "/forget":
-                agent.prober.forget_pod(str(body["target"]), str(body["pod"]))
-                return self._reply(200, {"forgot": body["pod"]})
-            return self._reply(404, {"error": "no such endpoint"})
+            self._reply(post[self.path](body) if self.path in post else NOT_FOUND)
 
     return Handler
 

@@ -38,7 +38,7 @@ def server() -> Iterator[tuple[int, type[_Pod]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        def do_GET(self) -> None:
             body = pod.name.encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))

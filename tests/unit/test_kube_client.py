@@ -109,7 +109,7 @@ def test_client_certificate_against_a_mutual_tls_server(tmp_path: Path) -> None:
     ctx.verify_mode = ssl.CERT_REQUIRED
 
     class Echo(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             peer = self.connection.getpeercert()  # type: ignore[attr-defined]
             cn = dict(x[0] for x in peer["subject"])["commonName"]
             body = json.dumps({"cn": cn, "auth": self.headers.get("Authorization")}).encode()

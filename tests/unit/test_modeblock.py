@@ -7,10 +7,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench.moderun import record_mode
 from bench.results.modeblock import ModeBlock, accumulate
 from bench.results.schema import instruments
 from bench.results.store import RunStore, load_meta
-from bench.runner import record_mode
 from bench.summary import instruments_table
 
 BUCKETS = [0.001, 0.01, "+Inf"]
@@ -18,7 +18,7 @@ BUCKETS = [0.001, 0.01, "+Inf"]
 
 def segment(trials: int, elapsed_s: float, cpu: float, errors: int, focused_s: float,
             sli: list[float]) -> ModeBlock:
-    """A block as `runner._run_mode` writes it at the end of one segment."""
+    """A block as `bench.moderun.ModeRun` writes it at the end of one segment."""
     return ModeBlock(
         trials=trials, elapsed_s=elapsed_s, trials_per_minute=round(trials / elapsed_s * 60, 1),
         proxy_switch_s=1.5, watch_restarts=1, watch_delay_ms={"pod_ready_p50": 1.5},

@@ -49,7 +49,7 @@ def _write(pair: Pair, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) 
     pair.key.chmod(0o600)
 
 
-def make_ca(dir: Path, stem: str, cn: str) -> Pair:
+def make_ca(out_dir: Path, stem: str, cn: str) -> Pair:
     key = _key()
     now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
@@ -62,12 +62,12 @@ def make_ca(dir: Path, stem: str, cn: str) -> Pair:
                                          key_agreement=False, encipher_only=False,
                                          decipher_only=False), critical=True)
             .sign(key, hashes.SHA256()))
-    pair = Pair(dir / f"{stem}.crt", dir / f"{stem}.key")
+    pair = Pair(out_dir / f"{stem}.crt", out_dir / f"{stem}.key")
     _write(pair, cert, key)
     return pair
 
 
-def issue(ca: Pair, dir: Path, stem: str, cn: str, org: str | None = None,
+def issue(ca: Pair, out_dir: Path, stem: str, cn: str, org: str | None = None,
           server: bool = False, client: bool = True, dns: tuple[str, ...] = (),
           ips: tuple[str, ...] = ()) -> Pair:
     ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
@@ -88,14 +88,14 @@ def issue(ca: Pair, dir: Path, stem: str, cn: str, org: str | None = None,
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    pair = Pair(dir / f"{stem}.crt", dir / f"{stem}.key")
+    pair = Pair(out_dir / f"{stem}.crt", out_dir / f"{stem}.key")
     _write(pair, cert, key)
     return pair
 
 
-def service_account_keys(dir: Path) -> Pair:
+def service_account_keys(out_dir: Path) -> Pair:
     key = _key()
-    pair = Pair(dir / "sa.pub", dir / "sa.key")
+    pair = Pair(out_dir / "sa.pub", out_dir / "sa.key")
     pair.cert.write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     pair.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,

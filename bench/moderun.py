@@ -1,0 +1,271 @@
+"""One kube-proxy mode of a run: switch kube-proxy, start the sources and the lanes, run
+the cycles, and write the mode's block of run.json, the whole run's after a --resume.
+
+The runner (bench.runner) calls the steps in order; each step is one method here, and
+the latency arithmetic they record lives in bench.latency (pure)."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from bench import prom, workloads
+from bench.errors import ClusterError
+from bench.latency import sli_delta, watch_delay
+from bench.providers.base import Provider
+from bench.results.modeblock import ModeBlock, accumulate, rate
+from bench.results.schema import Ev, EventRow
+from bench.results.store import RunStore, load_events
+from bench.scenario import Lane, split_trials
+from bench.sources.agents import AgentStore
+from bench.sources.apiwatch import WATCH_RESOLUTION_NS, ApiWatch
+from bench.sources.audit import AuditTail
+from bench.sources.base import Registry, TrialRef, row
+
+if TYPE_CHECKING:
+    from bench.runner import OnProgress, Progress, RunConfig
+
+FLUSH_EVERY_S = 60.0  # parquet snapshots; the journal is written every trial
+CHECKPOINT_EVERY_S = 5.0  # run.json's block of the mode so far (its trials, elapsed time)
+
+
+class ModeRun:
+    def __init__(self, provider: Provider, store: RunStore, cfg: RunConfig, run_id: str,
+                 mode: str, progress: Progress, say: Callable[[str], None],
+                 on_progress: OnProgress) -> None:
+        self.provider, self.store, self.cfg, self.run_id, self.mode = (
+            provider, store, cfg, run_id, mode)
+        self.progress, self.say, self.on_progress = progress, say, on_progress
+        self.sc = cfg.scenario
+        self.per_cycle = len(self.sc.transitions)
+        self.lock = threading.Lock()
+        self.pending: list[EventRow] = []
+        self.lanes: list[Lane] = []
+        self.todo: list[int] = []
+        self.switch_s = 0.0
+        self.started = self.last_flush = self.last_checkpoint = time.monotonic()
+        self.before = store.meta.get("modes", {}).get(mode)  # earlier segments (--resume)
+        self.seg_trials = 0  # trials this segment recorded; none once its block is final
+        self.ns = cfg.namespace or f"hopbench-{run_id[:6]}-{mode[:3]}"
+        self.api: Any = None
+        self.agents: AgentStore | None = None
+        self.watch: ApiWatch | None = None
+        self.audit: AuditTail | None = None
+
+    # --- steps, in order -----------------------------------------------------------------
+    def recorded(self, t: int) -> frozenset[str]:
+        done = self.store.complete_trials
+        return frozenset(n for n in self.sc.scenarios if (self.mode, n, t) in done)
+
+    def plan(self) -> bool:
+        """The cycles still to run (all, or those a --resume lacks); False if none."""
+        self.todo = [t for t in range(self.sc.trials)
+                     if len(self.recorded(t)) < len(self.sc.scenarios)]
+        self.progress.mode = self.mode
+        self.progress.done += self.per_cycle * (self.sc.trials - len(self.todo))
+        if not self.todo:
+            self.say(f"{self.mode}: all {self.sc.trials} trials already recorded")
+        return bool(self.todo)
+
+    def switch(self) -> None:
+        t = time.monotonic()
+        self.provider.set_proxy_mode(self.mode)
+        self.switch_s = time.monotonic() - t
+        self.say(f"{self.mode}: kube-proxy ready ({self.switch_s:.1f}s); {len(self.todo)} "
+                 f"cycles of {self.per_cycle} trials to run")
+
+    def start(self) -> None:
+        """Namespace, agents, API watch, audit tail, lanes with their baseline pods; arm."""
+        self.api = self.provider.kube()
+        if self.cfg.resume and not self.cfg.namespace:  # a killed segment left it behind
+            workloads.delete_namespace(self.api, self.ns, wait=120)
+        workloads.ensure_namespace(self.api, self.ns)
+        registry = Registry()
+        token = secrets.token_hex(16)
+        self.agents = AgentStore(self.provider.start_agents(token, self.sc.probe_interval_ms))
+        self.watch = ApiWatch(self.provider.watch_client(), self.ns, registry, self.sink)
+        audit_path = self.provider.audit_log()
+        self.audit = AuditTail(audit_path, self.ns) if audit_path else None
+        self.started = time.monotonic()
+        self.agents.start()
+        self.watch.start()
+        tag = str(self.store.meta.get("kubernetes_version", "latest"))  # provenance
+        image = self.cfg.target_image or workloads.target_image(tag)
+        self.lanes = [Lane(api=self.api, namespace=self.ns, service=f"svc{k}", image=image,
+                           agents=self.agents, registry=registry, run_id=self.run_id,
+                           mode=self.mode, cfg=self.sc, on_trial=self.on_trial)
+                      for k in range(self.sc.parallel)]
+        targets = [{"name": ln.service, "ip": ln.setup(), "port": 80} for ln in self.lanes]
+        for ln in self.lanes:
+            ln.wait_base()
+        if not self.watch.synced.wait(30):
+            raise ClusterError("the API watch did not start within 30s")
+        self.sli_before = self.agents.kube_proxy_metrics()
+        self._arm(targets)
+
+    def _arm(self, targets: list[dict[str, Any]]) -> None:
+        sc, n = self.sc, len(self.todo) * self.per_cycle
+        assert self.agents is not None
+        self.agents.arm(targets, sc.probe_interval_ms,
+                        max_seconds=len(self.todo) * (self.per_cycle * sc.trial_timeout_s + 5)
+                        + 60,
+                        max_requests=int(n * sc.trial_timeout_s * 1000 / sc.probe_interval_ms)
+                        + 10_000,
+                        idle_interval_ms=sc.probe_idle_interval_ms)
+        time.sleep(0.5)  # the baseline answers before the first trial starts
+
+    def run_lanes(self) -> None:
+        """Every lane its share of the cycles, in parallel; Ctrl-C finishes the cycles in
+        flight and starts no other."""
+        assigned = split_trials(self.sc.trials, self.sc.parallel)
+        stop = threading.Event()
+
+        def lane_work(k: int) -> None:
+            for t in assigned[k]:
+                if stop.is_set():
+                    return
+                if t in self.todo:
+                    self.lanes[k].run_cycle(t, done=self.recorded(t))
+
+        pool = ThreadPoolExecutor(max_workers=self.sc.parallel)
+        try:
+            for f in [pool.submit(lane_work, k) for k in range(self.sc.parallel)]:
+                f.result()
+        except BaseException as exc:
+            stop.set()
+            if isinstance(exc, KeyboardInterrupt):
+                self.say("Ctrl-C: finishing the cycle in flight, then removing what this run "
+                         "created (the run directory stays valid)")
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
+
+    def finish(self) -> None:
+        """Last events in, parquet flushed, the mode's block written (whole run)."""
+        assert self.agents is not None and self.watch is not None
+        elapsed = time.monotonic() - self.started
+        sli_after = self.agents.kube_proxy_metrics()
+        self.agents.collect_once()
+        with self.lock:
+            if self.pending:
+                self.store.append_events(self.pending[:])
+                self.pending.clear()
+        self.store.flush()
+        block = self._block(elapsed, sli_after)
+        self.seg_trials = 0
+        whole = record_mode(self.store, self.mode, self.before, block)
+        cpu = block["agent_cpu_fraction"]
+        self.say(f"{self.mode}: {block['trials']} trials in {elapsed:.0f}s "
+                 f"({block['trials_per_minute']}/min), agent CPU "
+                 + ", ".join(f"{n} {c * 100:.1f}%" for n, c in cpu.items()))
+        if len(whole["segments"]) > 1:
+            self.say(f"{self.mode}, whole run ({len(whole['segments'])} segments): "
+                     f"{whole['trials']} trials in {whole['elapsed_s']:.0f}s "
+                     f"({whole['trials_per_minute']}/min)")
+
+    def _block(self, elapsed: float, sli_after: dict[str, str]) -> ModeBlock:
+        assert self.agents is not None and self.watch is not None
+        agents, n = self.agents, len(self.todo) * self.per_cycle
+        block = ModeBlock({
+            "watch_delay_ms": watch_delay(load_events(self.store.path), self.mode),
+            "resolution": {"api_watch_ns": WATCH_RESOLUTION_NS, "audit_ns": 1_000,
+                           "agents": agents.resolutions()},
+            "clock_offsets": agents.offsets(),
+            "agent_cpu_fraction": {node: agents.cpu_fraction(node) for node in agents.nodes},
+            "trials": n, "elapsed_s": round(elapsed, 1),
+            "trials_per_minute": round(n / elapsed * 60, 1),
+            "proxy_switch_s": round(self.switch_s, 2),
+            "watch_restarts": self.watch.restarts, "agent_errors": dict(agents.errors),
+            "sli": sli_delta(sli_buckets(self.sli_before), sli_buckets(sli_after)),
+        })
+        kpc = getattr(self.provider, "kube_proxy_config", None)
+        if kpc:
+            block["kube_proxy_config"] = kpc()
+        return block
+
+    def close(self) -> None:
+        """Record what an interrupted segment did, then remove what this mode created."""
+        try:
+            with self.lock:
+                self.checkpoint()
+        except Exception as exc:  # noqa: BLE001 - the cleanup below must run; trials are in the journal
+            self.say(f"{self.mode}: could not record this segment in run.json ({exc})")
+        if self.agents is not None:
+            self.agents.disarm()
+            self.agents.stop()
+        if self.watch is not None:
+            self.watch.stop()
+        self.provider.stop_agents()
+        if self.api is not None:
+            try:
+                workloads.delete_namespace(self.api, self.ns, wait=30)
+            except Exception:  # noqa: BLE001 - best effort cleanup
+                pass
+
+    # --- callbacks from the sources and the lanes ----------------------------------------
+    def sink(self, r: EventRow) -> None:
+        for ln in self.lanes:  # a lane focuses the probers on its pod's Ready
+            if ln.service == r["service"]:
+                ln.on_watch_row(r)
+        if r["scenario"] not in self.sc.scenarios:  # setup or cleanup of a cycle
+            return
+        with self.lock:
+            self.pending.append(r)
+
+    def on_trial(self, ref: TrialRef, rows: list[EventRow]) -> None:
+        with self.lock:
+            batch = self.pending[:] + rows
+            self.pending.clear()
+            if self.audit:
+                batch += self.audit.events_for(ref, batch)
+            batch.append(row(ref, Ev.TRIAL_END, time.time_ns(), source="harness"))
+            self.store.append_events(batch)
+            self.seg_trials += 1
+            self._periodic()
+            self.progress.done += 1
+            self.progress.note(ref, batch)
+        self.on_progress(self.progress)
+
+    def _periodic(self) -> None:
+        now = time.monotonic()
+        if now - self.last_flush > FLUSH_EVERY_S:
+            self.store.flush()
+            self.last_flush = now
+        if now - self.last_checkpoint > CHECKPOINT_EVERY_S:
+            self.checkpoint()
+            self.last_checkpoint = now
+
+    def checkpoint(self) -> None:
+        """This segment's block so far, so an interrupted or killed segment still counts."""
+        if self.seg_trials:
+            elapsed = time.monotonic() - self.started
+            record_mode(self.store, self.mode, self.before, ModeBlock(
+                trials=self.seg_trials, elapsed_s=round(elapsed, 1),
+                trials_per_minute=rate(self.seg_trials, elapsed),
+                proxy_switch_s=round(self.switch_s, 2)))
+
+
+def record_mode(store: RunStore, mode: str, before: ModeBlock | None, segment: ModeBlock
+                ) -> ModeBlock:
+    """Write run.json's block of `mode`, the whole run's: this segment of its trials added
+    to what earlier segments (`before`, as run.json held it when this segment began)
+    recorded. Returns the block written."""
+    whole = accumulate(before, segment)
+    modes = {**store.meta.get("modes", {}), mode: whole}
+    sli = {**store.meta.get("sli", {}), mode: whole.get("sli", {})}  # analysis reads it here
+    store.update_meta({"modes": modes, "sli": sli})
+    return whole
+
+
+def sli_buckets(metrics: dict[str, str]) -> dict[str, Any]:
+    """kubeproxy_network_programming_duration_seconds buckets per node (cumulative)."""
+    out: dict[str, Any] = {}
+    for node, text in metrics.items():
+        h = prom.histogram(prom.parse(text), prom.NETWORK_PROGRAMMING)
+        out[node] = {"buckets_s": [prom.bound_label(b) for b in h.upper_bounds_s],
+                     "counts": h.counts}
+    return out
