@@ -1,0 +1,24 @@
+"""Talk to the node agents and keep what they observed, per node, on the harness side.
+
+The agents report state changes (rule IPs appearing/leaving, kube-proxy syncs, the first
+and last answer from each pod, runs of failed requests). One module per job:
+
+- wire.py       the Transport to an agent and the typed /collect reply
+- control.py    arm, focus, forget, disarm (requests to every agent)
+- clocks.py     each node's clock offset to the harness (round trips)
+- collector.py  the thread that drains /collect into a NodeLog per node
+- nodelog.py    a node's accumulated log, and how a reply folds into it
+- queries.py    what a scenario asks while it waits (first answer, rule change, synced)
+- events.py     pure translation of the logs in a trial's window into EventRows
+- store.py      AgentStore, the facade a run holds (bench.runner, the scenario lanes)
+
+Clocks: each row carries its node's clock and the estimated offset to the harness clock.
+"""
+
+from bench.sources.agents.clocks import ClockOffset, estimate_offset
+from bench.sources.agents.nodelog import NodeLog
+from bench.sources.agents.store import AgentStore
+from bench.sources.agents.wire import CollectReply, Transport
+
+__all__ = ["AgentStore", "ClockOffset", "CollectReply", "NodeLog", "Transport",
+           "estimate_offset"]
