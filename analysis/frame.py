@@ -26,7 +26,7 @@ SCOPE_ORDER = {SCOPE_CLUSTER: 0, SCOPE_NODE: 1, SCOPE_ALL: 2}
 MODE_ORDER = {"iptables": 0, "nftables": 1, "ipvs": 2}
 DIRECTIONS = ("add", "remove")
 BLACKHOLE = "blackhole"
-#: one measured transition (DESIGN §1: one endpoint change of one Service) within a mode
+#: one measured transition (docs/design.md §1: one endpoint change of one Service) within a mode
 TRANSITION = ["run_id", "trial", "service"]
 #: the bootstrap's resampling unit: parallel Services of one trial share kube-proxy syncs
 CLUSTER_UNIT = ["run_id", "trial"]

@@ -1,6 +1,6 @@
 """Load run directories into tidy DataFrames, migrating old schemas and guarding merges.
 
-A run directory (DESIGN.md §3) holds run.json, events.parquet and hops.parquet. Analysis
+A run directory (docs/design.md §8) holds run.json, events.parquet and hops.parquet. Analysis
 works on one or many runs at once, but pooling runs from different clusters silently mixes
 populations, so `load_runs` refuses to merge runs whose key provenance differs unless told
 to (pyperf/asv do the same), and says which field differs in which run.
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from analysis.errors import DuplicateRun, ProvenanceMismatch, RunDirError, SchemaError
 from analysis.frame import with_scope
@@ -31,7 +32,7 @@ EVENTS_FILE = "events.parquet"
 #: provenance that must agree for runs to be pooled
 KEY_PROVENANCE: tuple[str, ...] = ("kubernetes_version", "provider", "node_count")
 RUN_ENV = "HOPBENCH_RUN_DIR"
-#: one trial of a run (DESIGN §1: one endpoint transition of one Service)
+#: one trial of a run (docs/design.md §1: one endpoint transition of one Service)
 _TRIAL_KEY = ["proxy_mode", "scenario", "direction", "trial", "service"]
 DEFAULT_RUN = "results/sample"
 
@@ -135,8 +136,20 @@ def _read(path: Path) -> RawRun:
     if not hops_path.is_file():
         raise RunDirError(f"{path}: no {HOPS_FILE} (the run wrote no assembled hops yet)")
     events_path = path / EVENTS_FILE
-    events = pd.read_parquet(events_path) if events_path.is_file() else pd.DataFrame()
-    return RawRun(meta=meta, hops=pd.read_parquet(hops_path), events=events)
+    events = (_parquet(events_path, "its events are in the journal events.jsonl")
+              if events_path.is_file() else pd.DataFrame())
+    hops = _parquet(hops_path, f"run `hopbench reassemble {path}`, which rebuilds it from "
+                               "the run's events")
+    return RawRun(meta=meta, hops=hops, events=events)
+
+
+def _parquet(path: Path, remedy: str) -> pd.DataFrame:
+    """A run's parquet snapshot; unreadable (overwritten, damaged) is one RunDirError line."""
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise RunDirError(f"{path}: unreadable ({type(exc).__name__}: "
+                          f"{_words(exc, path)}); {remedy}") from None
 
 
 def _run_row(path: Path, raw: RawRun, version_on_disk: int) -> dict[str, Any]:
@@ -227,3 +240,8 @@ def _filter(df: pd.DataFrame, equals: Mapping[str, Any]) -> pd.DataFrame:
         values = [want] if isinstance(want, (str, int)) else list(want)
         mask &= df[col].isin(values)
     return df.loc[mask].reset_index(drop=True)
+
+
+def _words(exc: BaseException, path: Path) -> str:
+    """The reader's complaint on one line, without the path it repeats."""
+    return " ".join(str(exc).replace(f" {str(path)!r}", "").split())[:120]

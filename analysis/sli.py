@@ -1,7 +1,7 @@
 """kube-proxy's own SLI histogram from run.json, read defensively, and the matching direct hop.
 
 `kubeproxy_network_programming_duration_seconds` is a cross-check, never the measurement
-(DESIGN.md §1): its buckets are >= 250 ms wide and its start time is truncated to the
+(docs/design.md §2): its buckets are >= 250 ms wide and its start time is truncated to the
 second. It measures from the endpoint change's trigger time (≈ pod Ready, T1) to the end
 of the kube-proxy sync (T3[n]); `direct_programming` gives that same interval from the
 hops, so the two can be drawn side by side.

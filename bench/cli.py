@@ -87,7 +87,8 @@ def doctor(fix: Annotated[bool, typer.Option(help="apt-get install what is missi
 @app.command()
 def run(
     cluster: Annotated[Optional[str], typer.Option(
-        help="Local cluster to use (brought up if not running).")] = None,
+        help="Local cluster to use: brought up (and removed after) if none of that name "
+             "exists; refused if it is not healthy.")] = None,
     kubeconfig: Annotated[Optional[str], typer.Option(help="Any cluster's kubeconfig.")] = None,
     nodes: Annotated[int, typer.Option(help="Nodes, when a local cluster is created.")] = 2,
     proxy_mode: Annotated[Optional[str], typer.Option(
@@ -118,7 +119,8 @@ def run(
         help="agnhost image for the measured pods (real clusters: a pullable one, e.g. "
              "registry.k8s.io/e2e-test-images/agnhost:2.56).")] = None,
     agent_image: Annotated[Optional[str], typer.Option(
-        help="--kubeconfig: the agent image (default: the locally built one).")] = None,
+        help="--kubeconfig: the agent image (default: on a cluster hopbench created, "
+             "built and loaded into its nodes; elsewhere the locally built tag).")] = None,
     max_skew: Annotated[Optional[float], typer.Option(
         help="--kubeconfig: refuse when a node's clock offset is less certain than MS.")
                         ] = None,
@@ -126,40 +128,44 @@ def run(
     """Measure every hop, per node, for each kube-proxy mode; write a run directory."""
     from pathlib import Path
 
-    from bench import runner
+    from bench import runner, runopts
     from bench.cluster.local.spec import check_mode, parse_component_args
     from bench.results.store import load_hops, load_meta
     from bench.scenario import ScenarioConfig, parse_scenarios
     from bench.summary import instruments_table, render, summary_table
 
+    # every option is checked here, before a cluster, agent or directory exists
     given = proxy_mode or ("" if kubeconfig else "iptables,nftables")
     modes = tuple(check_mode(m.strip()) for m in given.split(",") if m.strip())
     if not modes and not kubeconfig:
         raise UserError("--proxy-mode: name at least one of iptables, nftables, ipvs")
-    scenarios = parse_scenarios(scenario)
-    if trials < 1 or parallel < 1 or probe_interval_ms <= 0 or probe_idle_interval_ms <= 0:
-        raise UserError("--trials and --parallel must be >= 1, --probe-interval-ms and "
-                        "--probe-idle-interval-ms > 0")
-    sc_cfg = ScenarioConfig(scenarios=scenarios, trials=trials, parallel=parallel,
-                            spacing_s=spacing_ms / 1000, trial_timeout_s=trial_timeout,
-                            probe_interval_ms=probe_interval_ms,
+    sc_cfg = ScenarioConfig(scenarios=parse_scenarios(scenario), trials=trials,
+                            parallel=parallel, spacing_s=spacing_ms / 1000,
+                            trial_timeout_s=trial_timeout, probe_interval_ms=probe_interval_ms,
                             probe_idle_interval_ms=probe_idle_interval_ms)
+    runopts.check_scenario(sc_cfg)
+    _check_target(cluster, kubeconfig, nodes, agent_image, max_skew)
+    components = parse_component_args(component_arg or [])
     if resume:  # the run's own options, not this command line's defaults
+        if out:
+            raise UserError("--resume continues the run in its own directory: drop --out")
+        runopts.check_resume_dir(Path(resume))
         modes, sc_cfg, cluster = _resumed(load_meta(resume), cluster, kubeconfig)
+        runopts.check_scenario(sc_cfg)
         probe_interval_ms = sc_cfg.probe_interval_ms
         say(f"resuming with the run's options: {', '.join(modes)}; "
             f"{', '.join(sc_cfg.scenarios)}; {sc_cfg.trials} cycles per mode")
-    provider = _provider(cluster, kubeconfig, nodes, modes[0] if modes else "",
-                         parse_component_args(component_arg or []), modes=modes,
-                         agent_image=agent_image, max_skew_ms=max_skew,
+    out_dir = Path(resume or out or runner.default_out_dir())
+    if not resume:
+        runopts.check_out_dir(out_dir)
+    provider = _provider(cluster, kubeconfig, nodes, modes[0] if modes else "", components,
+                         modes=modes, agent_image=agent_image, max_skew_ms=max_skew,
                          probe_interval_ms=probe_interval_ms)
     if not modes:  # --kubeconfig without --proxy-mode: measure what the cluster runs
         modes = (provider.proxy_mode(),)
         say(f"measuring the cluster's kube-proxy mode: {modes[0]}")
-    cfg = runner.RunConfig(
-        modes=modes, out_dir=Path(resume or out or runner.default_out_dir()),
-        resume=bool(resume), target_image=target_image or "",
-        scenario=sc_cfg)
+    cfg = runner.RunConfig(modes=modes, out_dir=out_dir, resume=bool(resume),
+                           target_image=target_image or "", scenario=sc_cfg)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                         TimeElapsedColumn(), console=console)
@@ -211,6 +217,22 @@ def _resumed(meta: dict[str, Any], cluster: str | None, kubeconfig: str | None
     return modes, ScenarioConfig(**stored), cluster or meta.get("cluster")
 
 
+def _check_target(cluster: str | None, kubeconfig: str | None, nodes: int,
+                  agent_image: str | None, max_skew: float | None) -> None:
+    """The options that choose the cluster: consistent, and each in range."""
+    from bench import runopts
+
+    if cluster and kubeconfig:
+        raise UserError("give --cluster or --kubeconfig, not both")
+    if kubeconfig:  # the file itself is read (and refused) before anything is created
+        runopts.check_max_skew(max_skew)
+        return
+    if agent_image or max_skew is not None:
+        raise UserError("--agent-image and --max-skew apply to --kubeconfig runs only")
+    runopts.check_cluster_name(cluster or "hopbench")
+    runopts.check_nodes(nodes)
+
+
 def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str,
               component_args: dict[str, list[str]], modes: tuple[str, ...] = (),
               agent_image: str | None = None, max_skew_ms: float | None = None,
@@ -220,8 +242,14 @@ def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str
     if kubeconfig:
         from bench.providers.kubeconfig import KubeconfigProvider
 
+        if not agent_image:  # a cluster hopbench created gets the image built and loaded
+            from bench.cluster import imageload
+
+            if own := imageload.recognise(kubeconfig):
+                agent_image = imageload.agent_image_for(own, say=say)
+        # no --proxy-mode: no mode to check; the provider reads the cluster's own
         return KubeconfigProvider.open(kubeconfig, agent_image=agent_image,
-                                       max_skew_ms=max_skew_ms, modes=modes or (mode,),
+                                       max_skew_ms=max_skew_ms, modes=modes,
                                        probe_interval_ms=probe_interval_ms, say=say)
     if agent_image or max_skew_ms is not None:
         raise UserError("--agent-image and --max-skew apply to --kubeconfig runs only")
@@ -360,6 +388,16 @@ def cluster_exec(ctx: typer.Context, name: str, node: str) -> None:
     raise typer.Exit(cluster.exec_in(name, node, list(ctx.args)))
 
 
+@cluster_app.command("load-image")
+def cluster_load_image(
+    name: str, archive: str,
+    provider: Annotated[str, typer.Option(help="local or kind.")] = "local") -> None:
+    """Import an image archive (OCI layout or `docker save`) into every node's containerd."""
+    from bench.cluster import imageload
+
+    imageload.load_archive(imageload.OwnCluster(provider, name), Path(archive), say=say)
+
+
 @cluster_app.command("set-proxy-mode")
 def cluster_set_proxy_mode(name: str, mode: str,
                            provider: Annotated[str, typer.Option(help="local or kind.")
@@ -382,14 +420,14 @@ def main() -> None:
         app()
     except HopbenchError as exc:
         code = getattr(exc, "exit_code", 1)
-        console.print(f"[red]hopbench: error:[/red] {exc}", highlight=False)
+        console.print(f"[red]hopbench: error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(code)
     except ValueError as exc:  # analysis errors (bad run dirs, provenance) are ValueErrors
         from analysis.errors import AnalysisError
 
         if not isinstance(exc, AnalysisError):
             raise
-        console.print(f"[red]hopbench: error:[/red] {exc}", highlight=False)
+        console.print(f"[red]hopbench: error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("hopbench: interrupted")

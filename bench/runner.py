@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.quantiles import quantiles, sample
-from bench import __version__, prom, workloads
+from bench import __version__, apierrors, prom, workloads
 from bench.errors import ClusterError
 from bench.latency import sli_delta, watch_delay
 from bench.providers.base import Provider
@@ -126,6 +126,10 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
         raise
     except BaseException as exc:
         store.interrupt(f"{type(exc).__name__}: {exc}")
+        hint = (f"{len(store.complete_trials)} trials kept in {cfg.out_dir}; continue with "
+                f"`hopbench run --resume {cfg.out_dir}` once the cluster answers again")
+        if (lost := apierrors.lost_cluster(exc, hint)) is not None:
+            raise lost from exc
         raise
     return cfg.out_dir
 

@@ -1,6 +1,6 @@
 """Timeline assembly: raw events in, one row per trial x node x hop out.
 
-Sources only record what they saw and when (DESIGN §3); every latency of the benchmark is
+Sources only record what they saw and when (docs/design.md §4); every latency of the benchmark is
 computed here, by one pure function driven by the hop declarations in `schema.HOPS`, so the
 arithmetic can be tested from hand-written events and re-run on a stored `events.parquet`.
 """

@@ -2,7 +2,8 @@
 
     python -m bench.agent --node NAME [--listen 127.0.0.1:10299] [--token T]
 
-Endpoints (JSON): GET /healthz, GET /clock (offset estimation), POST /arm
+Endpoints (JSON): GET /healthz, GET /clock (offset estimation: this clock and the kernel's
+boot id, which tells the harness whether it shares this kernel), POST /arm
 {targets:[{name,ip,port}], interval_ms, idle_interval_ms, max_requests, max_seconds},
 POST /focus {target, seconds, after_sync} (probe that target at the fine interval for
 up to `seconds`; 0 ends the focus; with after_sync the fine probing starts only when
@@ -31,6 +32,11 @@ from bench.agent.kpmetrics import SyncPoller
 from bench.agent.prober import Prober, Target
 from bench.agent.rules import RuleWatcher
 
+try:  # one kernel, one boot id: the harness compares it with its own (shared clock)
+    with open("/proc/sys/kernel/random/boot_id") as _f:
+        BOOT_ID = _f.read().strip()
+except OSError:
+    BOOT_ID = ""
 SYNC_MARGIN_S = 0.05  # focus this much before kube-proxy's earliest next sync
 
 
@@ -160,7 +166,7 @@ def make_handler(agent: Agent, token: str) -> type[BaseHTTPRequestHandler]:
             if self.path == "/healthz":
                 return self._reply(200, {"ok": True, "node": agent.node})
             if self.path == "/clock":
-                return self._reply(200, {"t_ns": time.time_ns()})
+                return self._reply(200, {"t_ns": time.time_ns(), "boot_id": BOOT_ID})
             if not self._authorized():
                 return None
             if self.path == "/collect":

@@ -7,7 +7,8 @@ on API audit logging (pod status and EndpointSlice writes, Metadata level) and w
 kube-proxy's sync settings explicitly through a kubeadmConfigPatch, so a run on kind
 records exactly what kube-proxy ran with.
 
-The second half checks the configs without a container engine (DESIGN.md: none here):
+The second half checks the configs without a container engine (there is none on the
+development machine, docs/design.md §5):
 - the pinned kind, built from source through the Go module proxy, runs
   `kind create cluster` against a stand-in `docker` that answers kind's read-only probes
   (`docker info`, `docker ps`, `docker inspect --type=image`) and refuses everything

@@ -1,6 +1,6 @@
 """The kind provider's cluster lifecycle: create, delete, and switch kube-proxy's mode.
 
-Users with Docker measure on kind (DESIGN.md §2). This module drives the user's own
+Users with Docker measure on kind (docs/design.md §5). This module drives the user's own
 `kind` and Docker; the configs come from bench.build.kindconfig (the committed kind-configs/
 file when one fits, otherwise rendered into the cache). Everything that can be refused
 (unknown mode, bad name or node count, kind or a Docker engine missing, a name already

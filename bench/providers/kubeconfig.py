@@ -248,8 +248,9 @@ class KubeconfigProvider:
                 raise UserError(
                     f"agent image {self.options.image} cannot be used on node {node}: "
                     f"{reason} ({_short(waiting.get('message', ''))}); build it with "
-                    "`python -m bench.build.agentimage` (or workloads/agent/Dockerfile), import or "
-                    "push it, and pass --agent-image REF")
+                    "`python -m bench.build.agentimage` (or workloads/agent/Dockerfile), "
+                    "load it (`hopbench cluster load-image NAME ARCHIVE`) or push it, and "
+                    "pass --agent-image REF")
             if reason in START_ERRORS or cs.get("restartCount", 0) >= 2:
                 log = self.api.get_text(
                     f"/api/v1/namespaces/{self.options.namespace}/pods/"
@@ -380,9 +381,13 @@ class KubeconfigProvider:
             "kube_proxy_observed": self._observed,
             "agent_image": self.options.image, "agent_namespace": self.options.namespace,
             "agent_transport": "API server pod proxy",
-            "clock": "one clock per node; offsets to the harness estimated by round trips "
-                     "through the API server's pod proxy",
-            "clock_check": {n: {"offset_ns": o.offset_ns, "uncertainty_ns": o.uncertainty_ns}
+            "clock": ("one kernel clock, the harness's (every agent reports its boot id)"
+                      if self._offsets and all(o.shared for o in self._offsets.values())
+                      else "one clock per node; offsets to the harness estimated by round "
+                           "trips through the API server's pod proxy, 0 on nodes that share "
+                           "the harness's kernel"),
+            "clock_check": {n: {"offset_ns": o.offset_ns, "uncertainty_ns": o.uncertainty_ns,
+                                "shared": o.shared}
                             for n, o in self._offsets.items()},
             "max_skew_ms": self.max_skew_ms, "harness_version": __version__,
         }

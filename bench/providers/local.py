@@ -16,7 +16,7 @@ from bench import __version__, kubehttp
 from bench.build.gobuild import Toolset, require_toolset
 from bench.cluster.local import cluster, components, nshttp, procs
 from bench.cluster.local.spec import API_PORT, ClusterSpec
-from bench.errors import ClusterError
+from bench.errors import ClusterError, UserError
 from bench.providers.podproxy import TOKEN_HEADER
 
 AGENT_PORT = 10299
@@ -62,9 +62,14 @@ class LocalProvider:
     @classmethod
     def ensure(cls, name: str, nodes: int, mode: str, component_args: dict[str, list[str]],
                say: Any = print) -> LocalProvider:
-        """Reuse a running cluster of that name, or bring one up (and own it)."""
+        """Reuse a healthy cluster of that name, or bring one up (and own it) where
+        nothing of that name exists. Anything in between (a dead daemon, a bring-up in
+        progress, leftovers) is refused: the cluster is the user's, a run never removes it."""
+        cond = cluster.condition(name)
+        if cond.state not in ("up", "absent"):
+            raise UserError(cond.refusal())
         tools = require_toolset()
-        if cluster.is_running(name):
+        if cond.state == "up":
             spec = ClusterSpec.load(name)
             say(f"using running local cluster {name!r} ({spec.nodes} nodes)")
             return cls(spec, tools, owned=False)

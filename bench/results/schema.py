@@ -18,7 +18,7 @@ ALL_NODES = "*"  # node value of the "all nodes converged" hops
 
 
 class Ev:
-    """Event names. Add chain T0..T5, removal chain R0..R5 (DESIGN.md §1)."""
+    """Event names. Add chain T0..T5, removal chain R0..R5 (docs/design.md §2)."""
 
     TRIGGER = "trigger"                # T0/R0 harness acted (scale, delete, kill, flip)
     POD_READY = "pod_ready"            # T1 pod Ready=True seen on the watch
@@ -96,7 +96,7 @@ class EventRow(TypedDict):
     node: str           # CLUSTER for cluster-level events
     event: str
     t_ns: int           # on `clock`
-    clock: str          # "harness" | "node:<name>"
+    clock: str          # "harness" (also a node on the harness's kernel) | "node:<name>"
     offset_ns: int      # add to t_ns to get the harness clock
     uncertainty_ns: int  # of the offset
     resolution_ns: int  # how coarse t_ns can be

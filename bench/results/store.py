@@ -1,4 +1,4 @@
-"""The run directory (DESIGN §3): journal, parquet snapshots and run.json, safe against kill -9.
+"""The run directory (docs/design.md §8): journal, parquet snapshots, run.json; kill -9 safe.
 
 A run takes hours and may be stopped at any moment; what it measured must survive. Events
 go to `events.jsonl`, an append-only journal fsynced per batch: it is the source of truth.
@@ -213,12 +213,27 @@ def load_meta(run_dir: Path | str) -> dict[str, Any]:
 
 def load_events(run_dir: Path | str) -> pd.DataFrame:
     """events.parquet with the schema's dtypes."""
-    return coerce(pd.read_parquet(Path(run_dir) / EVENTS), EVENT_DTYPES)
+    path = Path(run_dir) / EVENTS
+    return coerce(_read_parquet(path, f"its events are in the journal {JOURNAL}"),
+                  EVENT_DTYPES)
 
 
 def load_hops(run_dir: Path | str) -> pd.DataFrame:
     """hops.parquet with the schema's dtypes."""
-    return coerce(pd.read_parquet(Path(run_dir) / HOPS), HOP_DTYPES)
+    path = Path(run_dir) / HOPS
+    return coerce(_read_parquet(path, f"run `hopbench reassemble {path.parent}`, which "
+                                      "rebuilds it from the run's events"), HOP_DTYPES)
+
+
+def _read_parquet(path: Path, remedy: str) -> pd.DataFrame:
+    """A parquet snapshot, or one line saying it is missing or unreadable and what to do."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; {remedy}") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(f"{path}: unreadable ({type(exc).__name__}: "
+                        f"{_words(exc, path)}); {remedy}") from None
 
 
 def _trial_key(e: Mapping[str, Any]) -> TrialKey:
@@ -326,3 +341,8 @@ def _write_parquet(path: Path, df: pd.DataFrame) -> None:
     table = pa.Table.from_pandas(df, preserve_index=False)
     tagged = {**(table.schema.metadata or {}), b"hopbench.schema_version": b"%d" % SCHEMA_VERSION}
     _atomic(path, lambda tmp: pq.write_table(table.replace_schema_metadata(tagged), tmp))
+
+
+def _words(exc: BaseException, path: Path) -> str:
+    """The reader's complaint on one line, without the path it repeats."""
+    return " ".join(str(exc).replace(f" {str(path)!r}", "").split())[:120]

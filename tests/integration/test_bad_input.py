@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bench.cluster.local import netns, teardown
 from bench.cluster.local.spec import ClusterSpec
 from bench.paths import state_root
@@ -95,3 +97,43 @@ def test_up_after_kill9_cleans_leftovers(tools) -> None:  # type: ignore[no-unty
         res = hopbench("cluster", "down", "--name", name)
     assert res.returncode == 0, res.stderr
     assert not any(teardown.leftovers(spec).values())
+
+
+# `run` options: each refused up front, in one line naming the option, creating nothing
+# (issue 9, defect 7). The cluster name is ours: if a check were missing, the run would
+# bring a cluster up under it (and the test would fail on what it created).
+RUN_NAME = "guardr1"
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--trials", "0"], "--trials 0:"),
+    (["--parallel", "0"], "--parallel 0:"),
+    (["--spacing-ms", "-5"], "--spacing-ms -5:"),
+    (["--trial-timeout", "0"], "--trial-timeout 0:"),
+    (["--trial-timeout", "nan"], "--trial-timeout nan:"),
+    (["--probe-interval-ms", "0"], "--probe-interval-ms 0:"),
+    (["--probe-idle-interval-ms", "-1"], "--probe-idle-interval-ms -1:"),
+    (["--nodes", "0"], "--nodes 0:"),
+    (["--nodes", "99"], "--nodes 99:"),
+    (["--max-skew", "1"], "--kubeconfig runs only"),
+    (["--proxy-mode", "userspace"], "unknown proxy mode 'userspace'"),
+    (["--scenario", "rollout"], "unknown scenario 'rollout'"),
+    (["--component-arg", "kube-dns:--x=1"], "unknown component 'kube-dns'"),
+    (["--out", "/proc/foo"], "--out /proc/foo: cannot create a directory in /proc"),
+    (["--resume", "/nonexistent/run"], "--resume /nonexistent/run:"),
+])
+def test_run_option_refused_up_front(args: list[str], needle: str, tmp_path: Path) -> None:
+    if "--out" not in args and "--resume" not in args:
+        args = [*args, "--out", str(tmp_path / "run")]
+    res = hopbench("run", "--cluster", RUN_NAME, "--trials", "1", *args, timeout=600)
+    _one_line(res, needle)
+    assert res.returncode == 2
+    assert len([ln for ln in res.stderr.splitlines() if ln.strip()]) == 1, res.stderr
+    assert not (tmp_path / "run").exists()
+    _nothing_created(RUN_NAME)
+
+
+def test_run_cluster_name_refused_up_front() -> None:
+    res = hopbench("run", "--cluster", "Bad_Name", "--trials", "1")
+    _one_line(res, "--cluster 'Bad_Name'")
+    assert res.returncode == 2

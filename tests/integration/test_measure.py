@@ -102,8 +102,25 @@ def test_run_json_records_instruments(default_run: Path) -> None:
         assert all(a["kube_proxy_min_sync_s"] == 1.0 for a in agents.values())
         assert all(a["early_rule_changes"] == 0 for a in agents.values()), agents
         assert all(0 < a["probe_focused_s"] < m["elapsed_s"] for a in agents.values())
-        assert all(abs(o["offset_ns"]) < 5_000_000 for o in m["clock_offsets"].values())
+        assert all(o == {"offset_ns": 0, "uncertainty_ns": 0, "clock": "harness"}
+                   for o in m["clock_offsets"].values()), m["clock_offsets"]
         assert any(sum(s["counts"]) > 0 for s in m["sli"].values())
+
+
+def test_nodes_share_the_harness_clock(meas_cluster: ClusterSpec, tools, tmp_path: Path
+                                       ) -> None:  # type: ignore[no-untyped-def]
+    """Every node of the local cluster runs on the harness's kernel: node stamps are on the
+    harness clock, with no estimated offset applied (exactly 0, uncertainty 0)."""
+    out = _run(meas_cluster, tools, tmp_path / "clock", ("iptables",), trials=1,
+               scenarios=("scale-up",))
+    offsets = load_meta(out)["modes"]["iptables"]["clock_offsets"]
+    assert offsets == {n: {"offset_ns": 0, "uncertainty_ns": 0, "clock": "harness"}
+                       for n in ("n1", "n2")}
+    ev = load_events(out)
+    node = ev[ev.source.str.startswith("agent-")]
+    assert set(node.node) == {"n1", "n2"} and node.event.isin([Ev.FIRST_SUCCESS]).any()
+    assert (node.offset_ns == 0).all() and (node.uncertainty_ns == 0).all()
+    assert (node.clock == "harness").all()
 
 
 def test_first_and_last_answers_have_the_fine_resolution(default_run: Path) -> None:

@@ -1,6 +1,6 @@
 """Lifecycle of the embedded local cluster: up, down, status, set-proxy-mode.
 
-Topology (DESIGN.md §2): a fabric namespace with a bridge and no uplink; a control-plane
+Topology (docs/design.md §6): a fabric namespace with a bridge and no uplink; a control-plane
 namespace (etcd, kube-apiserver, kube-controller-manager, kube-scheduler); one namespace
 per node (containerd, kubelet, kube-proxy). The root namespace only gets a loopback
 forwarder to the API server, never an address or a route.
@@ -37,6 +37,7 @@ from bench.ready import is_ready
 
 Say = Callable[[str], None]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+KUBELET_CLIENT = "kube-apiserver-kubelet-client"  # the API server's identity to kubelets
 
 
 @dataclass
@@ -79,6 +80,47 @@ def is_running(name: str) -> bool:
     return state.get("status") == "up" and bool(pids) and all(procs.alive(p) for p in pids)
 
 
+@dataclass(frozen=True)
+class Condition:
+    """What is there of a local cluster name, judged from its recorded state and pids."""
+
+    name: str
+    state: str  # absent | up | starting | degraded | leftovers
+    dead: tuple[str, ...] = ()  # components whose recorded pid is gone
+    owner_pid: int = 0  # the `cluster up` in progress, when starting
+
+    def refusal(self) -> str:
+        """Why a run may neither use nor replace this cluster, and what to do instead."""
+        recreate = (f"`hopbench cluster down --name {self.name}` then `hopbench cluster up "
+                    f"--name {self.name}`, or pick another --cluster")
+        if self.state == "degraded":
+            return (f"cluster {self.name!r} is degraded (dead: {', '.join(self.dead)}); "
+                    f"a run neither uses nor replaces it: {recreate}")
+        if self.state == "starting":
+            return (f"cluster {self.name!r} is still being brought up (by pid "
+                    f"{self.owner_pid}); wait for it, or pick another --cluster")
+        return (f"cluster {self.name!r} is not running but left state or namespaces behind "
+                f"(an interrupted `cluster up`?); a run does not remove them: {recreate}")
+
+
+def condition(name: str) -> Condition:
+    """Absent (nothing of that name exists), up (every recorded daemon alive), or else."""
+    path = state_root() / name / "spec.json"
+    if not path.exists():
+        spec = ClusterSpec(name=name)
+        left = teardown.cluster_netns(spec) or spec.state_dir.exists() or spec.run_dir.exists()
+        return Condition(name, "leftovers" if left else "absent")
+    state = read_state(ClusterSpec.load(name))
+    owner = int(state.get("owner_pid", 0))
+    if state.get("status") == "starting" and procs.alive(owner):
+        return Condition(name, "starting", owner_pid=owner)
+    pids: dict[str, int] = state.get("pids", {})
+    dead = tuple(sorted(k for k, p in pids.items() if not procs.alive(p)))
+    if state.get("status") != "up" or not pids:
+        return Condition(name, "leftovers", dead)
+    return Condition(name, "degraded" if dead else "up", dead)
+
+
 def _state_path(spec: ClusterSpec) -> Path:
     return spec.state_dir / "state.json"
 
@@ -117,8 +159,7 @@ def make_pki(spec: ClusterSpec) -> None:
     pki.issue(eca, d, "apiserver-etcd-client", "kube-apiserver-etcd-client")
     dns, ips = comp.api_sans(spec)
     pki.issue(ca, d, "apiserver", "kube-apiserver", server=True, client=False, dns=dns, ips=ips)
-    pki.issue(ca, d, "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
-              org="kubeadm:cluster-admins")
+    pki.issue(ca, d, "apiserver-kubelet-client", KUBELET_CLIENT, org="kubeadm:cluster-admins")
     pki.service_account_keys(d)
     inside = f"https://{spec.cp_ip}:{API_PORT}"
     cacrt = d / "ca.crt"
@@ -292,6 +333,8 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
         wait_for("kube-apiserver /readyz", lambda: api.get("/readyz").status_code == 200,
                  90, f"{spec.logs}/kube-apiserver.log")
         say(f"[{clock()}s] API server ready")
+        wait_for("the kubelet-client RBAC binding", functools.partial(grant_kubelet_api, api),
+                 30, f"{spec.logs}/kube-apiserver.log")
         start("kube-controller-manager", comp.controller_manager(spec, tools), spec.cp_ns)
         start("kube-scheduler", comp.scheduler(spec, tools), spec.cp_ns)
         for node in spec.node_names():
@@ -317,6 +360,25 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
                      60, f"{spec.logs}/kube-proxy-{node}.log")
     (spec.state_dir / "spec.json").write_text(spec.to_json())
     _write_state(spec, status="up", up_seconds=clock(), node_cidrs=cidrs)
+
+
+def grant_kubelet_api(api: httpx.Client) -> bool:
+    """Let the API server call the kubelets' API (`kubectl logs`, `exec`, `port-forward`),
+    as kubeadm does: bind its kubelet-client identity to system:kubelet-api-admin.
+
+    Done right after the API server is ready and before any kubelet starts, so no kubelet
+    has cached a refusal (its webhook authorizer keeps one for 30 s). True once it exists.
+    """
+    body = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "hopbench:apiserver-kubelet-api-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "system:kubelet-api-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                      "name": KUBELET_CLIENT}],
+    }
+    r = api.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", json=body)
+    return r.status_code in (201, 409)  # 409: already there
 
 
 def start_proxies(spec: ClusterSpec, tools: Toolset, mode: str,

@@ -1,7 +1,7 @@
 """A TCP forwarder from 127.0.0.1 in the root namespace into a cluster namespace.
 
 The API server lives in the control-plane namespace; the root namespace gets no
-private address and no route (DESIGN.md §2). This small daemon listens on loopback
+private address and no route (docs/design.md §6). This small daemon listens on loopback
 and opens each upstream connection from inside the target namespace instead.
 
 Run as: python -m bench.cluster.local.forward LISTEN_PORT NETNS HOST PORT

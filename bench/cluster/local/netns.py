@@ -1,6 +1,6 @@
 """Network namespaces: create, wire, enter, and open sockets inside them.
 
-The local cluster lives entirely in namespaces we create (DESIGN.md §2). The harness
+The local cluster lives entirely in namespaces we create (docs/design.md §6). The harness
 stays in the root namespace and reaches into a namespace per socket: a helper thread
 calls setns(2) (network namespaces are per thread) and creates the socket there; the
 socket keeps that namespace for its whole life.

@@ -12,13 +12,14 @@ and last answer from each pod, runs of failed requests). One module per job:
 - events.py     pure translation of the logs in a trial's window into EventRows
 - store.py      AgentStore, the facade a run holds (bench.runner, the scenario lanes)
 
-Clocks: each row carries its node's clock and the estimated offset to the harness clock.
+Clocks: an agent on the harness's own kernel stamps on the harness clock (offset exactly
+0, clock "harness"); any other agent's rows carry its estimated offset and uncertainty.
 """
 
-from bench.sources.agents.clocks import ClockOffset, estimate_offset
+from bench.sources.agents.clocks import SHARED_CLOCK, ClockOffset, boot_id, estimate_offset
 from bench.sources.agents.nodelog import NodeLog
 from bench.sources.agents.store import AgentStore
 from bench.sources.agents.wire import CollectReply, Transport
 
-__all__ = ["AgentStore", "ClockOffset", "CollectReply", "NodeLog", "Transport",
-           "estimate_offset"]
+__all__ = ["SHARED_CLOCK", "AgentStore", "ClockOffset", "CollectReply", "NodeLog",
+           "Transport", "boot_id", "estimate_offset"]

@@ -2,7 +2,8 @@
 
 Pure: node logs in, rows out, nothing read from a clock or the network. A node stamp
 belongs to a trial when, moved to the harness clock by the node's offset, it falls in
-the trial's window; the row keeps the node's own stamp with its clock and offset.
+the trial's window; the row keeps the node's own stamp with its clock ("harness" where
+the node shares the harness's kernel, else "node:<name>") and offset.
 
 Per node and trial:
 - PROXY_SYNC for every kube-proxy sync that ended in the window;
@@ -64,7 +65,7 @@ class NodeView:
             value: float = math.nan, detail: dict[str, Any] | None = None) -> EventRow:
         node, off = self.log.node, self.log.offset
         return row(self.ask.ref, event, t_ns, source=source, resolution_ns=resolution_ns,
-                   value=value, detail=detail, node=node, clock=f"node:{node}",
+                   value=value, detail=detail, node=node, clock=off.clock or f"node:{node}",
                    offset_ns=off.offset_ns, uncertainty_ns=off.uncertainty_ns,
                    pod=self.ask.pod, pod_ip=self.ask.ip)
 

@@ -106,8 +106,9 @@ class AgentStore:
                         "clock_uncertainty_ns": log.offset.uncertainty_ns}
                     for n, log in self.nodes.items()}
 
-    def offsets(self) -> dict[str, dict[str, int]]:
+    def offsets(self) -> dict[str, dict[str, int | str]]:
         with self._lock:
             return {n: {"offset_ns": log.offset.offset_ns,
-                        "uncertainty_ns": log.offset.uncertainty_ns}
+                        "uncertainty_ns": log.offset.uncertainty_ns,
+                        "clock": log.offset.clock or f"node:{n}"}
                     for n, log in self.nodes.items()}
