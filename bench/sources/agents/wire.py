@@ -18,6 +18,13 @@ class Transport(Protocol):
                 timeout: float = 5.0) -> Any: ...
 
 
+class ClockReply(TypedDict):
+    """GET /clock: the agent's wall clock, and its kernel's boot id ("" if unreadable)."""
+
+    t_ns: int
+    boot_id: str
+
+
 class RuleChange(TypedDict):
     """The pod IP `ip` appeared in (present) or left the node's rules of `service`."""
 
