@@ -68,7 +68,7 @@ def build(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] =
 def doctor(fix: Annotated[bool, typer.Option(help="apt-get install what is missing.")] = False
            ) -> None:
     """Check the host's prerequisites for the local cluster."""
-    from bench.build import doctor as d
+    from bench.cluster import doctor as d
 
     if fix:
         installed = d.fix()
@@ -253,9 +253,11 @@ def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str
                                        probe_interval_ms=probe_interval_ms, say=say)
     if agent_image or max_skew_ms is not None:
         raise UserError("--agent-image and --max-skew apply to --kubeconfig runs only")
+    from bench.cluster.local.cluster import ensure
     from bench.providers.local import LocalProvider
 
-    return LocalProvider.ensure(cluster or "hopbench", nodes, mode, component_args, say=say)
+    spec, created = ensure(cluster or "hopbench", nodes, mode, component_args, say=say)
+    return LocalProvider(spec, owned=created)
 
 
 @app.command()
@@ -308,9 +310,9 @@ def cluster_up(
 ) -> None:
     """Create a cluster: local (control plane plus N node namespaces) or kind."""
     from bench.build.gobuild import build as do_build
-    from bench.build.gobuild import toolset
     from bench.cluster.local import cluster
     from bench.cluster.local.spec import ClusterSpec, check_mode, parse_component_args
+    from bench.cluster.toolset import toolset
 
     if provider == "kind":
         from bench.cluster import kind
@@ -340,7 +342,7 @@ def cluster_down(name: Annotated[str, typer.Option(help="Cluster name.")] = "hop
                  provider: Annotated[str, typer.Option(help="local or kind.")] = "local"
                  ) -> None:
     """Remove a cluster and everything it created (idempotent)."""
-    from bench.cluster.local import cluster
+    from bench.cluster.local import live
 
     if provider == "kind":
         from bench.cluster import kind
@@ -349,16 +351,16 @@ def cluster_down(name: Annotated[str, typer.Option(help="Cluster name.")] = "hop
         say(f"kind cluster {name!r} " + ("deleted" if existed else "did not exist"))
         return
 
-    counts = cluster.down(name, say=say)
+    counts = live.down(name, say=say)
     say(f"cluster {name!r} removed: {counts}")
 
 
 @cluster_app.command("status")
 def cluster_status(name: Annotated[Optional[str], typer.Argument()] = None) -> None:
     """List local clusters and whether their daemons are alive."""
-    from bench.cluster.local import cluster
+    from bench.cluster.local import live
 
-    rows = cluster.status(name)
+    rows = live.status(name)
     table = Table("name", "nodes", "proxy mode", "status", "RSS per node (MiB)", "kubeconfig")
     for r in rows:
         st = str(r["status"]) + (f" (dead: {', '.join(r['dead'])})" if r["dead"] else "")  # type: ignore[arg-type]
@@ -381,11 +383,11 @@ def cluster_kubeconfig(name: Annotated[str, typer.Argument()] = "hopbench") -> N
                                                "ignore_unknown_options": True})
 def cluster_exec(ctx: typer.Context, name: str, node: str) -> None:
     """Run a command in a node's network namespace: cluster exec NAME NODE -- CMD..."""
-    from bench.cluster.local import cluster
+    from bench.cluster.local import live
 
     if not ctx.args:
         raise UserError("give a command after --, e.g. cluster exec hopbench n1 -- ip a")
-    raise typer.Exit(cluster.exec_in(name, node, list(ctx.args)))
+    raise typer.Exit(live.exec_in(name, node, list(ctx.args)))
 
 
 @cluster_app.command("load-image")
@@ -403,7 +405,7 @@ def cluster_set_proxy_mode(name: str, mode: str,
                            provider: Annotated[str, typer.Option(help="local or kind.")
                                                ] = "local") -> None:
     """Switch kube-proxy on every node of a live cluster and wait for its first sync."""
-    from bench.cluster.local import cluster
+    from bench.cluster.local import live
 
     if provider == "kind":
         from bench.cluster import kind
@@ -412,7 +414,7 @@ def cluster_set_proxy_mode(name: str, mode: str,
         kind.set_proxy_mode(name, check_mode(mode), say=say)
         return
 
-    cluster.set_proxy_mode(name, mode, say=say)
+    live.set_proxy_mode(name, mode, say=say)
 
 
 def main() -> None:

@@ -154,7 +154,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
     switch_s = time.monotonic() - t_switch
     say(f"{mode}: kube-proxy ready ({switch_s:.1f}s); {len(todo)} cycles of "
         f"{per_cycle} trials to run")
-    api = workloads.api_client(provider.kubeconfig)
+    api = provider.kube()
     ns = cfg.namespace or f"hopbench-{run_id[:6]}-{mode[:3]}"
     workloads.ensure_namespace(api, ns)
     token = secrets.token_hex(16)

@@ -28,11 +28,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from kubernetes import client
+from typing import Any
 
 from bench import workloads
-from bench.errors import UserError
+from bench.errors import ClusterError, UserError
+from bench.kube import STRATEGIC_PATCH, Kube
 from bench.poll import WaitTimeout, wait_until
 from bench.ready import is_ready
 from bench.results.schema import CLUSTER, Ev, EventRow
@@ -82,10 +82,9 @@ TrialDone = Callable[[TrialRef, list[EventRow]], None]
 
 
 class Lane:
-    def __init__(self, *, api: client.ApiClient, namespace: str, service: str, image: str,
+    def __init__(self, *, api: Kube, namespace: str, service: str, image: str,
                  agents: AgentStore, registry: Registry, run_id: str, mode: str,
                  cfg: ScenarioConfig, on_trial: TrialDone) -> None:
-        self.core = client.CoreV1Api(api)
         self.api, self.namespace, self.service, self.image = api, namespace, service, image
         self.agents, self.registry, self.run_id, self.mode, self.cfg = (
             agents, registry, run_id, mode, cfg)
@@ -110,15 +109,15 @@ class Lane:
         workloads.apply(self.api, workloads.render(
             "trial-service.yaml", SERVICE=self.service, NAMESPACE=self.namespace))
         self._create_pod(f"{self.service}-base", "base")
-        spec = self.core.read_namespaced_service(self.service, self.namespace).spec
-        self.cluster_ip = str(spec.cluster_ip or "") if spec else ""
+        svc = self.api.get(f"/api/v1/namespaces/{self.namespace}/services/{self.service}")
+        self.cluster_ip = str(((svc or {}).get("spec") or {}).get("clusterIP") or "")
         return self.cluster_ip
 
     def wait_base(self, timeout: float = 120) -> None:
         name = f"{self.service}-base"
         try:
-            wait_until(lambda: is_ready(self.core.read_namespaced_pod(name, self.namespace)),
-                       timeout, 0.2, f"baseline pod {name} to be Ready")
+            wait_until(lambda: is_ready(self._read_pod(name)), timeout, 0.2,
+                       f"baseline pod {name} to be Ready")
         except WaitTimeout as exc:
             raise UserError(f"baseline pod of {self.service} not Ready in {timeout:.0f}s") from exc
 
@@ -213,41 +212,36 @@ class Lane:
         _, rows = self._wait_add(back, pod, t1)
         keep(back, rows)
 
+    @property
+    def _pods(self) -> str:
+        return f"/api/v1/namespaces/{self.namespace}/pods"
+
+    def _read_pod(self, pod: str) -> dict[str, Any]:
+        """The pod, or {} when it is gone or the API server did not answer."""
+        try:
+            return self.api.get(f"{self._pods}/{pod}") or {}
+        except ClusterError:
+            return {}
+
     def _gate(self, pod: str, ready: bool) -> None:
-        self.core.patch_namespaced_pod_status(pod, self.namespace, {"status": {"conditions": [
-            {"type": GATE, "status": "True" if ready else "False"}]}})
+        self.api.patch(f"{self._pods}/{pod}/status", {"status": {"conditions": [
+            {"type": GATE, "status": "True" if ready else "False"}]}}, STRATEGIC_PATCH)
 
     def _crash(self, pod: str) -> None:
         try:
-            self.core.connect_get_namespaced_pod_proxy_with_path(
-                f"{pod}:8080", self.namespace, "exit", _request_timeout=5)
-        except Exception:  # noqa: BLE001 - the connection dies with the process, as intended
+            self.api.request("GET", f"{self._pods}/{pod}:8080/proxy/exit", timeout=5)
+        except ClusterError:  # the connection dies with the process, as intended
             pass
 
     def _restarts(self, pod: str) -> int:
-        try:
-            st = self.core.read_namespaced_pod(pod, self.namespace).status
-        except client.ApiException:
-            return 0
-        return sum(int(c.restart_count) for c in (st.container_statuses if st else None) or [])
+        return _restart_count(self._read_pod(pod))
 
     def _ready_again(self, pod: str, restarts_before: int) -> bool:
-        try:
-            obj = self.core.read_namespaced_pod(pod, self.namespace)
-        except client.ApiException:
-            return False
-        st = obj.status
-        if st is None:
-            return False
-        restarted = sum(int(c.restart_count) for c in st.container_statuses or []) > restarts_before
-        return restarted and is_ready(obj)
+        st = self._read_pod(pod)
+        return _restart_count(st) > restarts_before and is_ready(st)
 
     def _delete(self, pod: str) -> None:
-        try:
-            self.core.delete_namespaced_pod(pod, self.namespace)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
+        self.api.delete(f"{self._pods}/{pod}")
 
     def _trigger(self, ref: TrialRef, t0: int, pod: str, what: str) -> EventRow:
         return row(ref, Ev.TRIGGER, t0, source="harness", pod=pod, resolution_ns=0,
@@ -258,11 +252,7 @@ class Lane:
                    detail={"reason": reason})
 
     def _pod_ip(self, pod: str) -> str:
-        try:
-            st = self.core.read_namespaced_pod(pod, self.namespace).status
-        except client.ApiException:
-            return ""
-        return str(st.pod_ip or "") if st else ""
+        return str((self._read_pod(pod).get("status") or {}).get("podIP") or "")
 
     def _wait_add(self, ref: TrialRef, pod: str, t0: int, since_ns: int | None = None
                   ) -> tuple[str, list[EventRow]]:
@@ -337,3 +327,7 @@ class Lane:
 def split_trials(trials: int, lanes: int) -> list[list[int]]:
     return [list(range(k, trials, lanes)) for k in range(lanes)]
 
+
+def _restart_count(pod: dict[str, Any]) -> int:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return sum(int(c.get("restartCount", 0)) for c in statuses)

@@ -1,7 +1,7 @@
 """Render and apply the manifests in workloads/ (target Service, agents, load).
 
 Manifests are plain YAML with ${VAR} placeholders so they stay readable and usable with
-kubectl; this module fills them in and applies them with the official client.
+kubectl; this module fills them in and creates them through bench.kube.
 """
 
 from __future__ import annotations
@@ -11,13 +11,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client, config, utils
 
-from bench.build.images import AGNHOST
 from bench.errors import UserError
+from bench.imagenames import AGNHOST
+from bench.kube import ApiStatusError, Kube
 from bench.paths import shipped
 from bench.poll import WaitTimeout, wait_until
 from bench.ready import is_ready
+
+#: kind -> (API group path, plural, namespaced) for the kinds in workloads/
+KINDS = {
+    "Namespace": ("/api/v1", "namespaces", False),
+    "Pod": ("/api/v1", "pods", True),
+    "Service": ("/api/v1", "services", True),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "Secret": ("/api/v1", "secrets", True),
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "DaemonSet": ("/apis/apps/v1", "daemonsets", True),
+}
+PART_OF = "app.kubernetes.io/part-of"
 
 REPO_WORKLOADS = shipped("workloads")
 
@@ -35,72 +47,60 @@ def render(name: str, **values: object) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
-def api_client(kubeconfig: str | Path) -> client.ApiClient:
-    path = Path(kubeconfig)
-    if not path.exists():
-        raise UserError(f"kubeconfig {path} does not exist")
+def collection_path(doc: dict[str, Any]) -> str:
+    """Where `doc` is created: /api/v1/namespaces/NS/pods, /apis/apps/v1/..., ..."""
     try:
-        return config.new_client_from_config(str(path))
-    except Exception as exc:  # noqa: BLE001 - the client raises many types for bad files
-        raise UserError(f"kubeconfig {path} is not usable: {exc}") from exc
+        group, plural, namespaced = KINDS[doc["kind"]]
+    except KeyError:
+        raise UserError(f"workload kind {doc.get('kind')!r} is not one hopbench creates "
+                        f"({', '.join(KINDS)})") from None
+    if not namespaced:
+        return f"{group}/{plural}"
+    return f"{group}/namespaces/{doc['metadata'].get('namespace', 'default')}/{plural}"
 
 
-def ensure_namespace(api: client.ApiClient, name: str) -> None:
-    core = client.CoreV1Api(api)
+def ensure_namespace(api: Kube, name: str) -> None:
     try:
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-            name=name, labels={"app.kubernetes.io/part-of": "hopbench"})))
-    except client.ApiException as exc:
+        api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                          "metadata": {"name": name,
+                                                       "labels": {PART_OF: "hopbench"}}})
+    except ApiStatusError as exc:
         if exc.status != 409:
             raise
 
 
-def apply(api: client.ApiClient, docs: list[dict[str, Any]]) -> None:
-    utils.create_from_yaml(api, yaml_objects=docs)
+def apply(api: Kube, docs: list[dict[str, Any]]) -> None:
+    """Create each document (they are new: a run's own namespace holds them)."""
+    for doc in docs:
+        api.create(collection_path(doc), doc)
 
 
 def target_image(tag: str) -> str:
     return f"{AGNHOST}:{tag}"
 
 
-def deploy_target(api: client.ApiClient, namespace: str, name: str, replicas: int,
-                  image: str) -> None:
+def deploy_target(api: Kube, namespace: str, name: str, replicas: int, image: str) -> None:
     ensure_namespace(api, namespace)
     apply(api, render("target.yaml", NAME=name, NAMESPACE=namespace, REPLICAS=replicas,
                       IMAGE=image))
 
 
-def wait_ready_pods(api: client.ApiClient, namespace: str, name: str, count: int,
-                    timeout: float = 120) -> list[client.V1Pod]:
-    core = client.CoreV1Api(api)
-
-    def enough() -> list[client.V1Pod]:
-        pods = core.list_namespaced_pod(
-            namespace, label_selector=f"app.kubernetes.io/name={name}").items
+def wait_ready_pods(api: Kube, namespace: str, name: str, count: int,
+                    timeout: float = 120) -> list[dict[str, Any]]:
+    def enough() -> list[dict[str, Any]]:
+        pods = api.list(f"/api/v1/namespaces/{namespace}/pods",
+                        labelSelector=f"app.kubernetes.io/name={name}")
         ready = [p for p in pods if is_ready(p)]
         return ready if len(ready) >= count else []
 
     return wait_until(enough, timeout, 0.2, f"{count} Ready pod(s) of {namespace}/{name}")
 
 
-def delete_namespace(api: client.ApiClient, name: str, wait: float = 60) -> None:
-    core = client.CoreV1Api(api)
+def delete_namespace(api: Kube, name: str, wait: float = 60) -> None:
+    path = f"/api/v1/namespaces/{name}"
+    if not api.delete(path):
+        return
     try:
-        core.delete_namespace(name)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return
-        raise
-
-    def gone() -> bool:
-        try:
-            core.read_namespace(name)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return True
-        return False
-
-    try:
-        wait_until(gone, wait, 0.5, f"namespace {name} to be deleted")
+        wait_until(lambda: api.get(path) is None, wait, 0.5, f"namespace {name} to be deleted")
     except WaitTimeout:
-        pass  # still terminating: left to the cluster, as before
+        pass  # still terminating: left to the cluster

@@ -13,6 +13,10 @@ otherwise. A focus may start later than it is asked for (`delay_s`: the agent kn
 when kube-proxy can next change the rules). Each first and last answer, and each
 failure run's ends, carry the gap to the request before (after) them on the same
 target: that is their real resolution, whatever the interval was at that moment.
+
+Time comes from a `Clock` (schedule, request stamps, the wait for socket events), so the
+state machine can be driven step by step on a fake clock in tests; the agent uses the
+real one.
 """
 
 from __future__ import annotations
@@ -23,12 +27,27 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
 _ERR, _HUP, _RDHUP = select.EPOLLERR, select.EPOLLHUP, select.EPOLLRDHUP
 _MASK = _IN | _OUT | _RDHUP | select.EPOLLET  # one registration per connection
 _READ = 4096
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Where the prober reads time and waits. `monotonic` (seconds) schedules requests,
+    `time_ns` stamps them, `wait(epoll, timeout_s)` blocks for socket events (or the
+    timeout) and returns them."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    time_ns: Callable[[], int] = time.time_ns
+    wait: Callable[[select.epoll, float], list[tuple[int, int]]] = select.epoll.poll
+
+
+REAL_CLOCK = Clock()
 
 
 @dataclass
@@ -102,7 +121,9 @@ class Prober:
     """One thread, one epoll, bounded by `max_requests` and `max_seconds` per arming."""
 
     def __init__(self, interval_s: float = 0.005, idle_interval_s: float = 0.1,
-                 timeout_s: float = 1.0, max_inflight: int = 256) -> None:
+                 timeout_s: float = 1.0, max_inflight: int = 256,
+                 clock: Clock = REAL_CLOCK) -> None:
+        self.clock = clock
         self.interval_s = interval_s
         self.idle_interval_s = idle_interval_s
         self.timeout_s = timeout_s
@@ -116,7 +137,7 @@ class Prober:
         self.fail_runs: dict[str, list[FailRun]] = {}
         self._open_fail: dict[str, FailRun | None] = {}
         self.requests = 0
-        self.focused_s = 0.0  # wall seconds with at least one target focused
+        self.focused_s = 0.0  # wall seconds from each pass with a target focused to the next
         self._budget_requests = 0
         self._budget_until = 0.0
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -124,7 +145,10 @@ class Prober:
         self._thread: threading.Thread | None = None
 
     # --- control -----------------------------------------------------------------
-    def arm(self, targets: list[Target], max_requests: int, max_seconds: float) -> None:
+    def arm(self, targets: list[Target], max_requests: int, max_seconds: float,
+            start: bool = True) -> None:
+        """Probe `targets` (idle until focused) within the budget. `start=False` leaves
+        the loop to the caller (`Loop.step`, tests on a fake clock)."""
         with self.lock:
             active = []
             for t in targets:
@@ -137,8 +161,8 @@ class Prober:
                 self._open_fail.setdefault(t.name, None)
             self._active = active
             self._budget_requests = max_requests
-            self._budget_until = time.monotonic() + max_seconds
-        if self._thread is None:
+            self._budget_until = self.clock.monotonic() + max_seconds
+        if self._thread is None and start:
             self._thread = threading.Thread(target=self._run, daemon=True, name="prober")
             self._thread.start()
         self._wake()
@@ -148,7 +172,7 @@ class Prober:
         s = self._scheds.get(target)
         if s is None:
             raise KeyError(target)
-        start = time.monotonic() + max(0.0, delay_s)
+        start = self.clock.monotonic() + max(0.0, delay_s)
         s.focus_from, s.focus_until = start, start + max(0.0, seconds)
         s.next_at = min(s.next_at, start)
         self._wake()
@@ -159,12 +183,12 @@ class Prober:
 
     def focused(self) -> bool:
         """Some target is probed at the fine interval right now."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         return any(s.focus_from <= now < s.focus_until for s in self._active)
 
     def waiting(self) -> list[str]:
         """Targets whose focus was asked for but has not started yet."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         return [s.target.name for s in self._active if now < s.focus_from < s.focus_until]
 
     def disarm(self) -> None:
@@ -260,7 +284,7 @@ class Prober:
     def _start(self, ep: select.epoll, conns: dict[int, _Conn], s: _Sched, now: float
                ) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
-        t_ns = time.time_ns()
+        t_ns = self.clock.time_ns()
         prev = s.last
         c = _Conn(sock, s, t_ns, now + self.timeout_s, prev.t_ns if prev else 0)
         if prev is not None:
@@ -326,51 +350,73 @@ class Prober:
         c.sock.close()  # closing the last reference also leaves the epoll set
 
     def _run(self) -> None:
-        ep = select.epoll()
-        ep.register(self._wake_fd, _IN)
-        conns: dict[int, _Conn] = {}
-        next_sweep = last = time.monotonic()
+        loop = Loop(self)
         while not self._stop.is_set():
-            now = time.monotonic()
-            scheds = self._active
-            active = bool(scheds) and self._budget_requests > 0 and now < self._budget_until
-            timeout = 0.5
-            if active:
-                focused = False
-                for s in scheds:
-                    fine = s.focus_from <= now < s.focus_until
-                    focused = focused or fine
-                    if now >= s.next_at and len(conns) < self.max_inflight:
-                        self._start(ep, conns, s, now)
-                        self._budget_requests -= 1
-                        step = self.interval_s if fine else self.idle_interval_s
-                        nxt = s.next_at + step
-                        if nxt < now:  # fell behind: do not burst to catch up
-                            nxt = now + step
-                        if now < s.focus_from < nxt:  # a focus starts before that
-                            nxt = s.focus_from
-                        s.next_at = nxt
-                    timeout = min(timeout, s.next_at - now)
-                if focused:
-                    self.focused_s += now - last
-            elif conns:
-                timeout = 0.05
-            last = now
-            for fd, ev in ep.poll(max(0.0, min(timeout, 0.05 if conns else timeout))):
-                if fd == self._wake_fd:
-                    try:
-                        os.eventfd_read(self._wake_fd)
-                    except BlockingIOError:
-                        pass
-                    continue
-                self._event(conns, fd, ev)
-            now = time.monotonic()
-            if conns and now >= next_sweep:  # timeouts are coarse (1 s): sweep every 20 ms
-                next_sweep = now + 0.02
-                for fd, c in list(conns.items()):
-                    if now > c.deadline:
-                        self._finish(conns, fd, c)
-                        self._failure(c, "timeout")
-        for c in conns.values():  # stopped with requests in flight: they are not recorded
+            loop.step()
+        loop.close()
+
+    def loop(self) -> Loop:
+        """The probing loop, for a caller that drives it itself (after `arm(start=False)`)."""
+        return Loop(self)
+
+
+class Loop:
+    """The prober's one thread: start the requests that are due, wait for socket events
+    (at most until the next request is due), time out the stale ones. One `step` is one
+    pass."""
+
+    def __init__(self, prober: Prober) -> None:
+        self.p = prober
+        self.ep = select.epoll()
+        self.ep.register(prober._wake_fd, _IN)
+        self.conns: dict[int, _Conn] = {}
+        self.next_sweep = self.last = prober.clock.monotonic()
+        self.was_focused = False  # the previous pass found a target focused
+
+    def step(self) -> None:
+        p, ep, conns, clock = self.p, self.ep, self.conns, self.p.clock
+        now = clock.monotonic()
+        scheds = p._active
+        active = bool(scheds) and p._budget_requests > 0 and now < p._budget_until
+        timeout = 0.5
+        focused = False
+        if self.was_focused:  # from a focused pass to this one: wall time focused
+            p.focused_s += now - self.last
+        if active:
+            for s in scheds:
+                fine = s.focus_from <= now < s.focus_until
+                focused = focused or fine
+                if now >= s.next_at and len(conns) < p.max_inflight:
+                    p._start(ep, conns, s, now)
+                    p._budget_requests -= 1
+                    step = p.interval_s if fine else p.idle_interval_s
+                    nxt = s.next_at + step
+                    if nxt < now:  # fell behind: do not burst to catch up
+                        nxt = now + step
+                    if now < s.focus_from < nxt:  # a focus starts before that
+                        nxt = s.focus_from
+                    s.next_at = nxt
+                timeout = min(timeout, s.next_at - now)
+        elif conns:
+            timeout = 0.05
+        self.last, self.was_focused = now, focused
+        for fd, ev in clock.wait(ep, max(0.0, min(timeout, 0.05 if conns else timeout))):
+            if fd == p._wake_fd:
+                try:
+                    os.eventfd_read(p._wake_fd)
+                except BlockingIOError:
+                    pass
+                continue
+            p._event(conns, fd, ev)
+        now = clock.monotonic()
+        if conns and now >= self.next_sweep:  # timeouts are coarse (1 s): sweep every 20 ms
+            self.next_sweep = now + 0.02
+            for fd, c in list(conns.items()):
+                if now > c.deadline:
+                    p._finish(conns, fd, c)
+                    p._failure(c, "timeout")
+
+    def close(self) -> None:
+        for c in self.conns.values():  # stopped with requests in flight: not recorded
             c.sock.close()
-        ep.close()
+        self.ep.close()

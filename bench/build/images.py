@@ -19,11 +19,9 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.build.gobuild import Toolset
+from bench.cluster.toolset import Toolset
+from bench.imagenames import AGNHOST, PAUSE
 from bench.paths import cache_dir
-
-AGNHOST = "localhost/hopbench/agnhost"
-PAUSE = "localhost/hopbench/pause"
 
 
 @dataclass(frozen=True)

@@ -274,7 +274,8 @@ def write(dest: Path, cfg: KindConfig) -> Path:
 
 
 def _go() -> tuple[str, dict[str, str]]:
-    from bench.build.gobuild import find_go, go_env
+    from bench.build.gobuild import go_env
+    from bench.cluster.toolset import find_go
 
     return find_go(), go_env(cache_dir())
 
@@ -309,7 +310,8 @@ def checker_binary() -> Path:
     Its go.mod is generated like bench/build/gobuild.py's wrappers (k8s.io/kubernetes with each
     staging module replaced by its tag); the binary is keyed by the source's hash.
     """
-    from bench.build.gobuild import _staging_modules, load_pins
+    from bench.build.gobuild import _staging_modules
+    from bench.cluster.toolset import load_pins
 
     kpins, kind = load_pins(), load_kind_pins()
     source = CHECKER_SOURCE.read_bytes()

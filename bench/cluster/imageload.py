@@ -103,10 +103,10 @@ def archive_refs(archive: Path) -> list[str]:
 def _local_spec(name: str) -> ClusterSpec:
     """The running local cluster's spec; one line if there is none or its nodes' containerd
     are not running."""
-    from bench.cluster.local import cluster, procs
+    from bench.cluster.local import live, procs
 
     spec = ClusterSpec.load(name)
-    pids = cluster.read_state(spec).get("pids", {})
+    pids = live.read_state(spec).get("pids", {})
     down = [n for n in spec.node_names()
             if not procs.alive(int(pids.get(f"containerd-{n}", 0)))]
     if down:

@@ -26,6 +26,7 @@ from bench import prom
 from bench.build.kindconfig import CONFIG_DIR, KindConfig, filename, load_kind_pins, render, write
 from bench.cluster.local.spec import check_mode
 from bench.errors import ClusterError, PrerequisiteError, UserError
+from bench.kube import STRATEGIC_PATCH, Kube
 from bench.paths import cache_dir
 from bench.poll import wait_until
 
@@ -202,27 +203,16 @@ def with_mode(config_conf: str, mode: str) -> str:
     return str(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
 
 
-def _apis(kubeconfig: Path) -> tuple[Any, Any]:
-    from kubernetes import client, config
-
-    try:
-        api = config.new_client_from_config(
-            config_file=str(kubeconfig))
-    except Exception as exc:  # the loader raises many types for bad files
-        raise UserError(f"kubeconfig {kubeconfig} is not usable: {exc}") from exc
-    return client.CoreV1Api(api), client.AppsV1Api(api)
+CONFIGMAP = "/api/v1/namespaces/kube-system/configmaps/kube-proxy"
+DAEMONSET = "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy"
 
 
 def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """One API call, with any failure as one line."""
-    from kubernetes.client.exceptions import ApiException
-
+    """One API call, with any failure as one line that says what was being done."""
     try:
         return fn(*args, **kwargs)
-    except ApiException as exc:
-        raise ClusterError(f"{what}: HTTP {exc.status} {exc.reason}") from None
-    except Exception as exc:  # noqa: BLE001 - urllib3 connection errors have many types
-        raise ClusterError(f"{what}: {type(exc).__name__}: {_first_line(exc)}") from None
+    except ClusterError as exc:
+        raise ClusterError(f"{what}: {_first_line(exc)}") from None
 
 
 def set_proxy_mode(name: str, mode: str, kubeconfig: Path | None = None, say: Say = print,
@@ -239,53 +229,55 @@ def set_proxy_mode(name: str, mode: str, kubeconfig: Path | None = None, say: Sa
     if not kubeconfig.exists():
         raise UserError(f"no kubeconfig for kind cluster {name!r} at {kubeconfig} "
                         f"(`kind get kubeconfig --name {name} > FILE`, then pass it)")
-    core, apps = _apis(kubeconfig)
-    cm = _call("reading ConfigMap kube-system/kube-proxy", core.read_namespaced_config_map,
-               "kube-proxy", "kube-system")
-    started, clock = time.time(), time.monotonic()
-    _call("updating ConfigMap kube-system/kube-proxy", core.patch_namespaced_config_map,
-          "kube-proxy", "kube-system",
-          {"data": {"config.conf": with_mode((cm.data or {}).get("config.conf", ""), mode)}})
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    _call("restarting DaemonSet kube-system/kube-proxy", apps.patch_namespaced_daemon_set,
-          "kube-proxy", "kube-system", {"spec": {"template": {"metadata": {"annotations": {
-              "kubectl.kubernetes.io/restartedAt": stamp}}}}})
-    wait_until(lambda: _rolled_out(apps), timeout, 0.5, "the kube-proxy DaemonSet rollout",
-               retry_on=(Exception,))
-    wait_proxy_synced(kubeconfig, mode, since=started, timeout=timeout)
+    with Kube(kubeconfig) as api:
+        cm = _call("reading ConfigMap kube-system/kube-proxy", api.get, CONFIGMAP) or {}
+        started, clock = time.time(), time.monotonic()
+        conf = with_mode((cm.get("data") or {}).get("config.conf", ""), mode)
+        _call("updating ConfigMap kube-system/kube-proxy", api.patch, CONFIGMAP,
+              {"data": {"config.conf": conf}}, STRATEGIC_PATCH)
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        _call("restarting DaemonSet kube-system/kube-proxy", api.patch, DAEMONSET,
+              {"spec": {"template": {"metadata": {"annotations": {
+                  "kubectl.kubernetes.io/restartedAt": stamp}}}}}, STRATEGIC_PATCH)
+        wait_until(lambda: _rolled_out(api), timeout, 0.5, "the kube-proxy DaemonSet rollout",
+                   retry_on=(Exception,))
+        wait_proxy_synced(kubeconfig, mode, since=started, timeout=timeout, api=api)
     took = round(time.monotonic() - clock, 2)
     say(f"kube-proxy now {mode} on kind cluster {name!r} after {took}s")
     return took
 
 
-def _rolled_out(apps: Any) -> bool:
-    ds = _call("reading DaemonSet kube-system/kube-proxy",
-               apps.read_namespaced_daemon_set_status, "kube-proxy", "kube-system")
-    s = ds.status
-    return bool((s.observed_generation or 0) >= (ds.metadata.generation or 0)
-                and s.desired_number_scheduled
-                and s.updated_number_scheduled == s.desired_number_scheduled
-                and s.number_available == s.desired_number_scheduled
-                and not s.number_unavailable)
+def _rolled_out(api: Kube) -> bool:
+    ds = _call("reading DaemonSet kube-system/kube-proxy", api.get, DAEMONSET + "/status") or {}
+    s, want = ds.get("status") or {}, (ds.get("status") or {}).get("desiredNumberScheduled")
+    return bool(s.get("observedGeneration", 0) >= ds.get("metadata", {}).get("generation", 0)
+                and want and s.get("updatedNumberScheduled") == want
+                and s.get("numberAvailable") == want and not s.get("numberUnavailable"))
 
 
-def wait_proxy_synced(kubeconfig: Path, mode: str, since: float, timeout: float) -> None:
+def wait_proxy_synced(kubeconfig: Path, mode: str, since: float, timeout: float,
+                      api: Kube | None = None) -> None:
     """Every node's kube-proxy reports `mode` (/proxyMode) and a sync later than `since`.
 
     Read through the API server's node proxy (kind nodes share the harness's kernel clock,
     so comparing kube-proxy's sync timestamp with `since` is sound).
     """
-    core, _ = _apis(kubeconfig)
-    nodes = [n.metadata.name for n in _call("listing nodes", core.list_node).items]
+    own = api is None
+    kube = Kube(kubeconfig) if api is None else api
+    try:
+        nodes = [n["metadata"]["name"] for n in _call("listing nodes", kube.list, "/api/v1/nodes")]
 
-    def synced(node: str) -> bool:
-        target = f"{node}:{KUBE_PROXY_METRICS_PORT}"
-        running = core.connect_get_node_proxy_with_path(target, "proxyMode")
-        metrics = core.connect_get_node_proxy_with_path(target, "metrics")
-        return str(running).strip() == mode and prom.last_sync_s(str(metrics)) > since
+        def synced(node: str) -> bool:
+            proxy = f"/api/v1/nodes/{node}:{KUBE_PROXY_METRICS_PORT}/proxy"
+            running = kube.get_text(f"{proxy}/proxyMode").strip()
+            return running == mode and prom.last_sync_s(kube.get_text(f"{proxy}/metrics")) > since
 
-    for node in nodes:
-        wait_until(partial(synced, node), timeout, 0.5, f"kube-proxy ({mode}) to sync on node "
-                   f"{node}", retry_on=(Exception,),
-                   hint=f"`kubectl -n kube-system logs -l k8s-app=kube-proxy --kubeconfig "
-                        f"{kubeconfig}`")
+        hint = f"kubectl -n kube-system logs -l k8s-app=kube-proxy --kubeconfig {kubeconfig}"
+        for node in nodes:
+            wait_until(partial(synced, node), timeout, 0.5,
+                       f"kube-proxy ({mode}) to sync on node {node}", retry_on=(Exception,),
+                       hint=f"`{hint}`")
+    finally:
+        if own:
+            kube.close()
+

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
+from bench.kube import Kube
 from bench.sources.agents import Transport
 
 
@@ -24,7 +23,13 @@ class Provider(Protocol):
 
     def stop_agents(self) -> None: ...
 
-    def watch_client(self) -> httpx.Client: ...
+    def kube(self) -> Kube:
+        """The run's API client (the kubeconfig, loaded once); the provider closes it."""
+        ...
+
+    def watch_client(self) -> Kube:
+        """The client for the stamped raw watches (may be kube() itself)."""
+        ...
 
     def audit_log(self) -> Path | None: ...
 

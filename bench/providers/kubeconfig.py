@@ -36,15 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench import __version__, kubehttp, prom, workloads
+from bench import __version__, prom, workloads
 from bench.build import agentimage
 from bench.errors import ClusterError, UserError
+from bench.kube import Kube, first_line
 from bench.poll import WaitTimeout, wait_until
 from bench.providers import clusterfacts as facts
 from bench.providers import kubeapi
-from bench.providers.kubeapi import KubeApi
 from bench.providers.podproxy import PodProxyTransport
 from bench.ready import is_ready
 from bench.sources.agents import ClockOffset, Transport, estimate_offset
@@ -87,7 +85,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 class KubeconfigProvider:
     name = "kubeconfig"
 
-    def __init__(self, api: KubeApi, options: AgentOptions, max_skew_ms: float | None = None,
+    def __init__(self, api: Kube, options: AgentOptions, max_skew_ms: float | None = None,
                  say: Say = print) -> None:
         self.api = api
         self.kubeconfig: Path = api.kubeconfig
@@ -195,7 +193,7 @@ class KubeconfigProvider:
         self.say(f"agents: DaemonSet {o.namespace}/{AGENT_NAME} ({o.image}) on "
                  f"{len(self._nodes)} node(s)")
         pods = self._wait_agents()
-        self._transports = [PodProxyTransport(self.api.http, node, o.namespace, pods[node],
+        self._transports = [PodProxyTransport(self.api, node, o.namespace, pods[node],
                                               o.port, token) for node in self._nodes]
         for t in self._transports:
             self._wait_proxy(t)
@@ -358,8 +356,11 @@ class KubeconfigProvider:
         with contextlib.suppress(WaitTimeout):  # the next deploy says so if pods linger
             wait_until(lambda: not self._agent_pods(), DELETE_WAIT_S, 0.5, "agent pods to go")
 
-    def watch_client(self) -> httpx.Client:
-        return kubehttp.http_client(self.kubeconfig, timeout=None)
+    def kube(self) -> Kube:
+        return self.api
+
+    def watch_client(self) -> Kube:
+        return self.api
 
     def audit_log(self) -> Path | None:
         return None  # an arbitrary cluster's audit log is not ours to read
@@ -409,7 +410,7 @@ class KubeconfigProvider:
                 try:
                     step()
                 except Exception as exc:  # noqa: BLE001 - keep cleaning, then tell
-                    self.say(f"warning: cleanup step failed: {kubeapi.first_line(exc)}")
+                    self.say(f"warning: cleanup step failed: {first_line(exc)}")
         finally:
             self._restore_signals()
             self.api.close()

@@ -12,11 +12,12 @@ from typing import Any
 
 import httpx
 
-from bench import __version__, kubehttp
-from bench.build.gobuild import Toolset, require_toolset
-from bench.cluster.local import cluster, components, nshttp, procs
+from bench import __version__
+from bench.cluster.local import components, live, nshttp, procs
 from bench.cluster.local.spec import API_PORT, ClusterSpec
-from bench.errors import ClusterError, UserError
+from bench.cluster.toolset import Toolset, find_toolset
+from bench.errors import ClusterError
+from bench.kube import Kube
 from bench.providers.podproxy import TOKEN_HEADER
 
 AGENT_PORT = 10299
@@ -54,38 +55,22 @@ class LocalProvider:
     def __init__(self, spec: ClusterSpec, tools: Toolset | None = None,
                  owned: bool = False) -> None:
         self.spec = spec
-        self.tools = tools or require_toolset()
+        self.tools = tools or find_toolset()
         self.kubeconfig = spec.kubeconfig
         self.owned = owned  # we created it, so close() removes it
         self._agent_pids: list[int] = []
-
-    @classmethod
-    def ensure(cls, name: str, nodes: int, mode: str, component_args: dict[str, list[str]],
-               say: Any = print) -> LocalProvider:
-        """Reuse a healthy cluster of that name, or bring one up (and own it) where
-        nothing of that name exists. Anything in between (a dead daemon, a bring-up in
-        progress, leftovers) is refused: the cluster is the user's, a run never removes it."""
-        cond = cluster.condition(name)
-        if cond.state not in ("up", "absent"):
-            raise UserError(cond.refusal())
-        tools = require_toolset()
-        if cond.state == "up":
-            spec = ClusterSpec.load(name)
-            say(f"using running local cluster {name!r} ({spec.nodes} nodes)")
-            return cls(spec, tools, owned=False)
-        spec = cluster.up(ClusterSpec(name=name, nodes=nodes, proxy_mode=mode,
-                                      component_args=component_args), say=say, tools=tools)
-        return cls(spec, tools, owned=True)
+        self._kube: Kube | None = None
+        self._watch: Kube | None = None
 
     def nodes(self) -> list[str]:
         return self.spec.node_names()
 
     def proxy_mode(self) -> str:
-        return str(cluster.read_state(self.spec).get("proxy_mode", self.spec.proxy_mode))
+        return str(live.read_state(self.spec).get("proxy_mode", self.spec.proxy_mode))
 
     def set_proxy_mode(self, mode: str) -> None:
         if self.proxy_mode() != mode:
-            cluster.set_proxy_mode(self.spec.name, mode, say=lambda m: None, tools=self.tools)
+            live.set_proxy_mode(self.spec.name, mode, say=lambda m: None, tools=self.tools)
 
     def start_agents(self, token: str, probe_interval_ms: float) -> list[NetnsTransport]:
         self.stop_agents()
@@ -100,7 +85,7 @@ class LocalProvider:
                                                 ns, env={"PYTHONPATH": _src_root()}))
             transports.append(NetnsTransport(node, ns, AGENT_PORT, token))
         for t in transports:
-            cluster.wait_for(f"agent on {t.node}", functools.partial(_healthy, t), 30,
+            live.wait_for(f"agent on {t.node}", functools.partial(_healthy, t), 30,
                              str(self.spec.logs / f"agent-{t.node}.log"))
         return transports
 
@@ -108,17 +93,25 @@ class LocalProvider:
         procs.stop(self._agent_pids)
         self._agent_pids = []
 
-    def watch_client(self) -> httpx.Client:
+    def kube(self) -> Kube:
+        """The run's client, through the loopback forwarder (the kubeconfig's address)."""
+        if self._kube is None:
+            self._kube = Kube(self.kubeconfig)
+        return self._kube
+
+    def watch_client(self) -> Kube:
         """Watches connect from the control-plane namespace straight to the API server, so
         the loopback forwarder (a Python process) adds no delay to T1/T2 stamps."""
-        return kubehttp.http_client(self.kubeconfig, timeout=None, netns=self.spec.cp_ns,
-                                    server=f"https://{self.spec.cp_ip}:{API_PORT}")
+        if self._watch is None:
+            self._watch = self.kube().via_netns(self.spec.cp_ns,
+                                                f"https://{self.spec.cp_ip}:{API_PORT}")
+        return self._watch
 
     def audit_log(self) -> Path | None:
         return self.spec.logs / "audit.log"
 
     def provenance(self) -> dict[str, Any]:
-        state = cluster.read_state(self.spec)
+        state = live.read_state(self.spec)
         return {
             "provider": "local", "cluster": self.spec.name,
             "kubernetes_version": self.tools.pins.kubernetes, "etcd_version": self.tools.pins.etcd,
@@ -149,8 +142,12 @@ class LocalProvider:
 
     def close(self) -> None:
         self.stop_agents()
+        for client in (self._watch, self._kube):
+            if client is not None:
+                client.close()
+        self._watch = self._kube = None
         if self.owned:
-            cluster.down(self.spec.name, say=lambda m: None)
+            live.down(self.spec.name, say=lambda m: None)
 
 
 def _src_root() -> str:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from bench.errors import ClusterError
+from bench.kube import Kube
 
 TOKEN_HEADER = "X-Hopbench-Token"
 
@@ -26,22 +25,22 @@ def proxy_path(namespace: str, pod: str, port: int) -> str:
 class PodProxyTransport:
     """One node's agent; `request` returns parsed JSON, or text for text/plain answers."""
 
-    def __init__(self, http: httpx.Client, node: str, namespace: str, pod: str, port: int,
+    def __init__(self, api: Kube, node: str, namespace: str, pod: str, port: int,
                  token: str) -> None:
         self.node = node
         self.pod = pod
-        self._http = http
+        self._api = api
         self._base = proxy_path(namespace, pod, port)
         self._headers = {TOKEN_HEADER: token}
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None,
                 timeout: float = 5.0) -> Any:
         try:
-            resp = self._http.request(method, self._base + path, json=body,
-                                      headers=self._headers, timeout=httpx.Timeout(timeout))
-        except httpx.HTTPError as exc:
+            resp = self._api.request(method, self._base + path, json=body,
+                                     headers=self._headers, timeout=timeout)
+        except ClusterError as exc:
             raise ClusterError(f"agent on {self.node} (via the API server's pod proxy): "
-                               f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+                               f"{method} {path}: {exc}") from exc
         if resp.status_code != 200:
             raise ClusterError(f"agent on {self.node}: {method} {path} -> "
                                f"{resp.status_code} {resp.text[:200]!r}")

@@ -18,14 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from bench import runner
 from bench.build import agentimage
-from bench.cluster.local import cluster, pki, teardown
+from bench.cluster.local import cluster, live, pki, teardown
 from bench.cluster.local.spec import ClusterSpec
-from bench.errors import UserError
+from bench.errors import ClusterError, UserError
 from bench.poll import wait_until
 from bench.providers.kubeconfig import KubeconfigProvider
 from bench.providers.local import LocalProvider
@@ -89,9 +88,9 @@ def runs(kcfg_cluster: ClusterSpec, agent_image: str, tools,  # type: ignore[no-
 
 def leftovers(spec: ClusterSpec) -> dict[str, list[str]]:
     """Everything of hopbench the API server still holds (admin credentials)."""
-    with cluster.api_client(spec, timeout=10) as api:
+    with live.api_client(spec, timeout=10) as api:
         def names(path: str) -> list[str]:
-            items = api.get(path).json()["items"]
+            items = api.list(path)
             return sorted(f"{i['metadata'].get('namespace', '')}/{i['metadata']['name']}"
                           .lstrip("/") for i in items
                           if "hopbench" in i["metadata"]["name"]
@@ -175,18 +174,20 @@ def test_missing_image_is_one_clear_line(kcfg_cluster: ClusterSpec) -> None:
 def test_taken_namespace_is_refused_and_kept(kcfg_cluster: ClusterSpec,
                                              agent_image: str) -> None:
     """Someone else's hopbench-system (another run) is refused and left as it was."""
-    with cluster.api_client(kcfg_cluster, timeout=10) as api:
-        api.post("/api/v1/namespaces", json={"metadata": {"name": "hopbench-system"}}
-                 ).raise_for_status()
+    with live.api_client(kcfg_cluster, timeout=10) as api:
+        api.create("/api/v1/namespaces", {"kind": "Namespace",
+                                          "metadata": {"name": "hopbench-system"}})
         try:
             with pytest.raises(UserError, match="namespace hopbench-system already exists"):
                 KubeconfigProvider.open(kcfg_cluster.kubeconfig, agent_image=agent_image,
                                         modes=(MODE,), say=lambda m: None)
-            assert api.get("/api/v1/namespaces/hopbench-system").status_code == 200
+            assert api.get("/api/v1/namespaces/hopbench-system") is not None
         finally:
             api.delete("/api/v1/namespaces/hopbench-system")
-        wait_until(lambda: api.get("/api/v1/namespaces/hopbench-system").status_code == 404,
-                   60, 0.5, "namespace hopbench-system to be deleted")
+        deadline = time.monotonic() + 60
+        while api.get("/api/v1/namespaces/hopbench-system") is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
     assert leftovers(kcfg_cluster) == {}
 
 
@@ -208,11 +209,10 @@ def test_missing_rbac_is_one_line(kcfg_cluster: ClusterSpec, tmp_path: Path) -> 
 
 
 def _trial_pods_exist(spec: ClusterSpec) -> bool:
-    with cluster.api_client(spec, timeout=5) as api:
+    with live.api_client(spec, timeout=5) as api:
         try:
-            pods = api.get("/api/v1/pods", params={
-                "labelSelector": "hopbench.io/role=trial"}).json()["items"]
-        except httpx.HTTPError:
+            pods = api.list("/api/v1/pods", labelSelector="hopbench.io/role=trial")
+        except ClusterError:
             return False
     return bool(pods)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from bench import workloads
-from bench.build.gobuild import Toolset
 from bench.cluster.local import cluster, teardown
 from bench.cluster.local.spec import ClusterSpec
+from bench.cluster.toolset import Toolset
 
 pytestmark = pytest.mark.cluster
 NAME = "guardr3"

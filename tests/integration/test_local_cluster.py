@@ -6,10 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
 from bench import workloads
-from bench.cluster.local import cluster, teardown
+from bench.cluster.local import cluster, live, teardown
 from bench.cluster.local.nsprobe import who_answers
 from bench.cluster.local.spec import ClusterSpec
 
@@ -27,17 +26,17 @@ ROOT_RULES_BEFORE = _root_rules()
 
 @pytest.fixture(scope="module")
 def web(local_cluster: ClusterSpec, tools) -> tuple[str, list[str]]:  # type: ignore[no-untyped-def]
-    api = workloads.api_client(local_cluster.kubeconfig)
-    workloads.deploy_target(api, NS, "web", 2, workloads.target_image(tools.pins.kubernetes))
-    pods = workloads.wait_ready_pods(api, NS, "web", 2)
-    svc = client.CoreV1Api(api).read_namespaced_service("web", NS)
-    return svc.spec.cluster_ip, sorted(p.metadata.name for p in pods)
+    with live.api_client(local_cluster) as api:
+        workloads.deploy_target(api, NS, "web", 2, workloads.target_image(tools.pins.kubernetes))
+        pods = workloads.wait_ready_pods(api, NS, "web", 2)
+        svc = api.get(f"/api/v1/namespaces/{NS}/services/web") or {}
+    return svc["spec"]["clusterIP"], sorted(p["metadata"]["name"] for p in pods)
 
 
 def test_pods_spread_over_both_nodes(local_cluster: ClusterSpec, web) -> None:  # type: ignore[no-untyped-def]
-    api = workloads.api_client(local_cluster.kubeconfig)
-    pods = client.CoreV1Api(api).list_namespaced_pod(NS).items
-    assert sorted(p.spec.node_name for p in pods) == ["n1", "n2"]
+    with live.api_client(local_cluster) as api:
+        pods = api.list(f"/api/v1/namespaces/{NS}/pods")
+    assert sorted(p["spec"]["nodeName"] for p in pods) == ["n1", "n2"]
 
 
 def _both_pods_answer_from_every_node(spec: ClusterSpec, ip: str, pods: list[str]) -> None:
@@ -55,7 +54,7 @@ def test_iptables_mode_reaches_both_pods(local_cluster: ClusterSpec, web) -> Non
 
 def test_switch_to_nftables_reaches_both_pods(local_cluster: ClusterSpec, web, tools) -> None:  # type: ignore[no-untyped-def]
     ip, pods = web
-    cluster.set_proxy_mode(local_cluster.name, "nftables", say=lambda m: None, tools=tools)
+    live.set_proxy_mode(local_cluster.name, "nftables", say=lambda m: None, tools=tools)
     for node in local_cluster.node_names():
         ns = local_cluster.node_ns(node)
         nft = cluster.netns.run_in(ns, ["nft", "list", "table", "ip", "kube-proxy"]).stdout
@@ -80,7 +79,7 @@ def test_root_namespace_untouched(local_cluster: ClusterSpec) -> None:
 
 
 def test_status_reports_memory(local_cluster: ClusterSpec) -> None:
-    (row,) = cluster.status(local_cluster.name)
+    (row,) = live.status(local_cluster.name)
     assert row["status"] == "up" and row["proxy_mode"] == "nftables"
     assert all(v > 10 for v in row["node_rss_mib"].values())  # type: ignore[union-attr]
 
@@ -91,12 +90,12 @@ def test_name_in_use_refused(local_cluster: ClusterSpec) -> None:
     res = hopbench("cluster", "up", "--name", local_cluster.name, "--nodes", "1")
     assert res.returncode == 2
     assert "already in use" in res.stderr and len(res.stderr.strip().splitlines()) <= 2
-    (row,) = cluster.status(local_cluster.name)
+    (row,) = live.status(local_cluster.name)
     assert row["status"] == "up"  # the running cluster was not touched
 
 
 def test_teardown_leaves_nothing(local_cluster: ClusterSpec) -> None:
-    counts = cluster.down(local_cluster.name, say=lambda m: None)
+    counts = live.down(local_cluster.name, say=lambda m: None)
     assert counts["processes"] > 0
     left = teardown.leftovers(local_cluster)
     assert not any(left.values()), left
@@ -104,4 +103,4 @@ def test_teardown_leaves_nothing(local_cluster: ClusterSpec) -> None:
     mounts = Path("/proc/self/mountinfo").read_text()
     assert "/hopbench/" not in mounts and "cni-" not in mounts
     # idempotent
-    assert cluster.down(local_cluster.name, say=lambda m: None)["processes"] == 0
+    assert live.down(local_cluster.name, say=lambda m: None)["processes"] == 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cluster.local import cluster, teardown
+from bench.cluster.local import cluster, live, teardown
 from bench.cluster.local.spec import ClusterSpec
 from tests.integration.conftest import hopbench
 
@@ -48,7 +48,7 @@ def doomed() -> Iterator[ClusterSpec]:
 
 def test_degraded_cluster_is_refused_and_kept(degraded: ClusterSpec, tmp_path: Path) -> None:
     spec = degraded
-    pids = cluster.read_state(spec)["pids"]
+    pids = live.read_state(spec)["pids"]
     os.kill(pids["kube-proxy-n1"], signal.SIGKILL)
     deadline = time.monotonic() + 10
     while cluster.procs.alive(pids["kube-proxy-n1"]) and time.monotonic() < deadline:
@@ -67,7 +67,7 @@ def test_degraded_cluster_is_refused_and_kept(degraded: ClusterSpec, tmp_path: P
     assert f"hopbench cluster down --name {spec.name}" in lines[0]
     assert f"hopbench cluster up --name {spec.name}" in lines[0]
     # still there, untouched: its state, its namespaces, its other daemons
-    state = cluster.read_state(ClusterSpec.load(spec.name))
+    state = live.read_state(ClusterSpec.load(spec.name))
     assert state["status"] == "up" and state["pids"] == pids
     assert all(cluster.procs.alive(p) for k, p in pids.items() if k != "kube-proxy-n1")
     assert teardown.cluster_netns(spec) == netns_before

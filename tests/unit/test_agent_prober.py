@@ -1,11 +1,14 @@
-"""The agent's prober and kube-proxy parsers, against a real HTTP server on loopback.
+"""The agent's prober and kube-proxy parsers.
 
-Rates are checked as ratios with wide margins (this is a 2-core machine that may be busy):
-the point is which interval is in force when, and what each answer records.
+The prober's state machine (schedule, first and last answers, failure runs) runs on a fake
+clock, step by step, against a real HTTP server on loopback: every request is a real
+connection, but time moves only when the prober waits with nothing in flight, so the send
+times and counts are exact. One short test runs the real thread on the real clock.
 """
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -16,9 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bench.agent.kpmetrics import min_sync_period, parse_go_duration, parse_sync
-from bench.agent.prober import Prober, Target
+from bench.agent.prober import Clock, Loop, Prober, Target
 
 MS = 1_000_000
+EPOCH_NS = 1_700_000_000 * 1_000_000_000  # the fake wall clock's time_ns at monotonic 0
+T0 = 100.0  # the fake monotonic clock's start
 
 
 class _Pod:
@@ -48,6 +53,80 @@ def server() -> Iterator[tuple[int, type[_Pod]]]:
     srv.server_close()
 
 
+class FakeTime:
+    """A clock that moves only when the prober waits with no request in flight (then by
+    the whole timeout it asked for). With requests in flight it waits for their real
+    socket events, up to `real_wait_s` of real time, before moving on."""
+
+    def __init__(self, real_wait_s: float = 5.0) -> None:
+        self.now = T0
+        self.real_wait_s = real_wait_s
+        self.sends: list[int] = []  # every time_ns() the prober took: one per request
+        self.loop: Loop | None = None
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time_ns(self) -> int:
+        t = EPOCH_NS + round(self.now * 1e9)
+        self.sends.append(t)
+        return t
+
+    def wait(self, ep: select.epoll, timeout: float) -> list[tuple[int, int]]:
+        events = ep.poll(0)
+        if not events and self.loop is not None and self.loop.conns:
+            events = ep.poll(self.real_wait_s)
+        if not events:
+            self.now += timeout
+        return events
+
+    def clock(self) -> Clock:
+        return Clock(monotonic=self.monotonic, time_ns=self.time_ns, wait=self.wait)
+
+
+def ns(t: float) -> int:
+    """The fake stamp of monotonic time `t`."""
+    return EPOCH_NS + round(t * 1e9)
+
+
+def near(a: int, b: int) -> bool:
+    return abs(a - b) < 1000  # float schedule arithmetic: exact to well under 1 µs
+
+
+class Driven:
+    """A prober on a fake clock, armed on one target, its loop stepped by the test."""
+
+    def __init__(self, port: int, name: str = "svc", max_requests: int = 100_000,
+                 real_wait_s: float = 5.0, timeout_s: float = 1.0) -> None:
+        self.t = FakeTime(real_wait_s)
+        self.p = Prober(interval_s=0.005, idle_interval_s=0.1, timeout_s=timeout_s,
+                        clock=self.t.clock())
+        self.p.arm([Target(name, "127.0.0.1", port)], max_requests=max_requests,
+                   max_seconds=60, start=False)
+        self.loop = self.t.loop = self.p.loop()
+
+    def until(self, t: float, drain: bool = True) -> None:
+        """Step the loop until the fake clock reaches `t` (and, with `drain`, nothing is
+        left in flight)."""
+        while self.t.now < t or (drain and self.loop.conns):
+            self.loop.step()
+
+    def sends_between(self, a: float, b: float) -> list[int]:
+        return [x for x in self.t.sends if ns(a) <= x < ns(b)]
+
+    def close(self) -> None:
+        self.loop.close()
+
+
+@contextmanager
+def driven(port: int, **kw: object) -> Iterator[Driven]:
+    d = Driven(port, **kw)  # type: ignore[arg-type]
+    try:
+        yield d
+    finally:
+        d.close()
+
+
 def _closed_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -56,107 +135,160 @@ def _closed_port() -> int:
     return port
 
 
-@contextmanager
-def armed(port: int, name: str = "svc") -> Iterator[Prober]:
-    """A prober at 5 ms fine / 100 ms idle on one target, stopped afterwards."""
-    p = Prober(interval_s=0.005, idle_interval_s=0.1)
-    p.arm([Target(name, "127.0.0.1", port)], max_requests=10_000, max_seconds=10)
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-def _count(p: Prober, seconds: float) -> int:
-    before = p.requests
-    time.sleep(seconds)
-    return p.requests - before
-
-
-def test_fine_interval_only_while_focused(server: tuple[int, type[_Pod]]) -> None:
+def test_idle_interval_until_focused_then_fine_then_idle(
+        server: tuple[int, type[_Pod]]) -> None:
     port, _ = server
-    with armed(port) as p:
-        time.sleep(0.2)
-        idle = _count(p, 1.0)
-        p.focus("svc", 1.0)
-        assert p.focused()
-        fine = _count(p, 1.0)
-        p.unfocus("svc")
-        assert not p.focused()
-        time.sleep(0.15)
-        after = _count(p, 1.0)
-    assert 4 <= idle <= 16, idle        # ~10 at 100 ms
-    assert fine >= 5 * idle, (fine, idle)  # ~200 at 5 ms
-    assert after <= 16, after            # back to the idle interval
+    with driven(port) as d:
+        d.until(T0 + 1.05)
+        idle = d.t.sends
+        assert len(idle) == 11  # T0, T0+0.1, ... T0+1.0
+        assert all(near(b - a, 100 * MS) for a, b in zip(idle, idle[1:]))
+        focus_at = d.t.now
+        d.p.focus("svc", 1.0025)  # 201 requests at 5 ms fit, the 202nd does not
+        assert d.p.focused() and d.p.waiting() == []
+        d.until(focus_at + 2.0)
+        assert not d.p.focused()
+        fine = d.sends_between(focus_at, focus_at + 1.0025)
+        assert len(fine) == 201 and near(fine[0], ns(focus_at))
+        assert all(near(b - a, 5 * MS) for a, b in zip(fine, fine[1:]))
+        after = d.sends_between(focus_at + 1.0025, focus_at + 2.0)
+        # the request due 5 ms after the last fine one is sent, then idle again
+        assert near(after[0], fine[-1] + 5 * MS)
+        assert all(near(b - a, 100 * MS) for a, b in zip(after, after[1:]))
+        assert len(after) == 10
+        assert abs(d.p.focused_s - 1.0) < 0.006, d.p.focused_s
+        assert d.p.requests == len(d.t.sends)
 
 
-def test_delayed_focus_waits_then_probes_finely(server: tuple[int, type[_Pod]]) -> None:
+def test_delayed_focus_waits_then_starts_on_time(server: tuple[int, type[_Pod]]) -> None:
     port, _ = server
-    with armed(port) as p:
-        time.sleep(0.2)
-        p.focus("svc", 0.5, delay_s=0.4)
-        assert p.waiting() == ["svc"] and not p.focused()
-        before = _count(p, 0.3)
-        time.sleep(0.15)
-        assert p.waiting() == [] and p.focused()
-        during = _count(p, 0.3)
-    assert before <= 6, before
-    assert during >= 4 * max(before, 1), (during, before)
+    with driven(port) as d:
+        d.until(T0 + 0.001)  # the first (idle) request went out at T0; now T0+0.1
+        f = d.t.now
+        d.p.focus("svc", 0.5025, delay_s=0.45)
+        assert d.p.waiting() == ["svc"] and not d.p.focused()
+        d.until(f + 0.3)
+        assert d.p.waiting() == ["svc"] and not d.p.focused()
+        d.until(f + 1.5)
+        idle = d.sends_between(T0, f + 0.449)
+        assert len(idle) == 6 and idle[0] == ns(T0)
+        assert all(near(x, ns(f + k / 10)) for k, x in enumerate(idle[1:]))
+        # not the idle grid's f+0.5: the focus starts when it was asked to
+        fine = d.sends_between(f + 0.449, f + 0.9525)
+        assert len(fine) == 101 and near(fine[0], ns(f + 0.45))
+        assert all(near(b - a, 5 * MS) for a, b in zip(fine, fine[1:]))
+        assert d.p.waiting() == [] and not d.p.focused()
 
 
-def test_answers_carry_the_gap_to_their_neighbours(server: tuple[int, type[_Pod]]) -> None:
+def test_first_and_last_answers_carry_the_gap_to_their_neighbours(
+        server: tuple[int, type[_Pod]]) -> None:
     port, pod = server
-    with armed(port) as p:
-        p.focus("svc", 5.0)
-        time.sleep(0.3)
+    with driven(port) as d:
+        d.p.focus("svc", 5.0)
+        d.until(T0 + 0.3025)  # 61 requests (T0 .. T0+0.300) answered by pod-a
         pod.name = "pod-b"  # the "new backend" from now on
-        time.sleep(0.3)
-        first = p.take()["pods"]["svc"]  # type: ignore[index]
-        time.sleep(0.1)
-        again = p.take()["pods"]["svc"]  # type: ignore[index]
-        p.disarm()
-        time.sleep(0.2)
-        p.take()
-        quiet = p.take()["pods"]
+        d.until(T0 + 0.6025)
+        first = d.p.take()["pods"]["svc"]  # type: ignore[index]
+        d.until(T0 + 0.7025)
+        again = d.p.take()["pods"]["svc"]  # type: ignore[index]
+        d.p.disarm()
+        d.until(T0 + 1.0)
+        d.p.take()
+        quiet = d.p.take()["pods"]
     a, b = first["pod-a"], first["pod-b"]
-    assert a["last_ns"] < b["first_ns"]
-    # at a 5 ms interval the neighbouring requests are a few ms away, never 0 (unknown)
-    assert 0 < b["first_gap_ns"] <= 30 * MS, b
-    assert 0 < a["last_gap_ns"] <= 30 * MS, a
-    assert b["first_ns"] - b["first_gap_ns"] >= a["last_ns"] - 30 * MS
+    assert a["count"] == 61 and b["count"] == 60
+    assert a["first_ns"] == ns(T0) and a["first_gap_ns"] == 0  # no request before it
+    assert near(a["last_ns"], ns(T0 + 0.3)) and near(a["last_gap_ns"], 5 * MS)
+    assert near(b["first_ns"], ns(T0 + 0.305)) and near(b["first_gap_ns"], 5 * MS)
+    assert b["first_ns"] - b["first_gap_ns"] == a["last_ns"]
     # a take reports only what changed since the previous one
-    assert "pod-a" not in again and again["pod-b"]["count"] > b["count"]
+    assert "pod-a" not in again and again["pod-b"]["count"] == 80
+    assert near(again["pod-b"]["last_ns"], ns(T0 + 0.7))
     # once disarmed, only an answer whose next request never came is reported (gap 0)
     assert list(quiet) == ["svc"] and list(quiet["svc"]) == ["pod-b"]
     assert quiet["svc"]["pod-b"]["last_gap_ns"] == 0
 
 
-def test_failures_form_runs_with_reasons_and_gaps(server: tuple[int, type[_Pod]]) -> None:
+def test_failures_form_runs_with_reasons_counts_and_gaps(
+        server: tuple[int, type[_Pod]]) -> None:
     port, pod = server
-    with armed(port) as p:
-        p.focus("svc", 5.0)
-        time.sleep(0.2)
+    with driven(port) as d:
+        d.p.focus("svc", 5.0)
+        d.until(T0 + 0.1025)  # T0 .. T0+0.100 answered: 21
         pod.name = ""  # an empty answer is a failed request
-        time.sleep(0.2)
+        d.until(T0 + 0.2025)  # T0+0.105 .. T0+0.200 fail: 20
+        open_snap = d.p.take()
         pod.name = "pod-a"  # answers again: the failure run is closed
-        time.sleep(0.2)
-        snap = p.take()
+        d.until(T0 + 0.3025)
+        snap = d.p.take()
+    run = open_snap["open_fail"]["svc"]  # type: ignore[index]
+    assert run["count"] == 20 and run["reasons"] == {"bad-response": 20}
+    assert run["last_gap_ns"] == 0  # the request after it was not sent yet
+    assert open_snap["fail_runs"] == {}
     runs = snap["fail_runs"]["svc"]  # type: ignore[index]
     assert len(runs) == 1 and not snap["open_fail"]
     run = runs[0]
-    assert run["count"] >= 10 and run["reasons"] == {"bad-response": run["count"]}
-    assert run["first_ns"] < run["last_ns"]
-    assert 0 < run["first_gap_ns"] <= 30 * MS and 0 < run["last_gap_ns"] <= 30 * MS
+    assert run["count"] == 20 and run["reasons"] == {"bad-response": 20}
+    assert near(run["first_ns"], ns(T0 + 0.105)) and near(run["last_ns"], ns(T0 + 0.2))
+    assert near(run["first_gap_ns"], 5 * MS) and near(run["last_gap_ns"], 5 * MS)
+    assert snap["pods"]["svc"]["pod-a"]["count"] == 21 + 20  # type: ignore[index]
 
 
 def test_a_closed_port_fails_with_its_errno() -> None:
-    with armed(_closed_port(), "gone") as p:
-        p.focus("gone", 5.0)
-        time.sleep(0.2)
-        snap = p.take()
+    with driven(_closed_port(), name="gone") as d:
+        d.p.focus("gone", 0.1025)
+        d.until(T0 + 0.2)
+        snap = d.p.take()
     run = snap["open_fail"]["gone"]  # type: ignore[index]
-    assert run["count"] >= 10 and set(run["reasons"]) == {"ECONNREFUSED"}
+    # 21 fine requests, then the idle one due at T0+0.105
+    assert run["count"] == 22 and run["reasons"] == {"ECONNREFUSED": 22}
     assert snap["pods"] == {}
+
+
+def test_unanswered_requests_time_out_after_timeout_s() -> None:
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(64)  # accepts nothing: connections hang until the prober gives up
+    try:
+        with driven(mute.getsockname()[1], real_wait_s=0.0) as d:
+            d.p.focus("svc", 0.1025)
+            d.until(T0 + 0.1025, drain=False)
+            d.p.disarm()
+            d.until(T0 + 0.9, drain=False)
+            assert d.p.take()["open_fail"] == {}  # 1 s not over for any of them
+            d.until(T0 + 1.2)
+            snap = d.p.take()
+    finally:
+        mute.close()
+    run = snap["open_fail"]["svc"]  # type: ignore[index]
+    assert run["count"] == 21 and run["reasons"] == {"timeout": 21}
+    assert run["first_ns"] == ns(T0) and near(run["last_ns"], ns(T0 + 0.1))
+
+
+def test_the_request_budget_bounds_an_arming(server: tuple[int, type[_Pod]]) -> None:
+    port, _ = server
+    with driven(port, max_requests=7) as d:
+        d.p.focus("svc", 5.0)
+        d.until(T0 + 1.0)
+    assert d.p.requests == 7 and len(d.t.sends) == 7
+
+
+def test_real_clock_thread_records_answers(server: tuple[int, type[_Pod]]) -> None:
+    """The agent's configuration: its own thread on the real clock."""
+    port, _ = server
+    p = Prober(interval_s=0.005, idle_interval_s=0.1)
+    p.arm([Target("svc", "127.0.0.1", port)], max_requests=10_000, max_seconds=10)
+    try:
+        p.focus("svc", 5.0)
+        deadline = time.monotonic() + 10
+        while p.requests < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        snap = p.take()
+    finally:
+        p.stop()
+    seen = snap["pods"]["svc"]["pod-a"]  # type: ignore[index]
+    assert seen["count"] >= 10 and seen["first_ns"] < seen["last_ns"] <= time.time_ns()
 
 
 def test_focus_on_an_unknown_target_is_refused() -> None:

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.cluster.local import cluster
+from bench.cluster.local import cluster, live
 from bench.cluster.local.spec import ClusterSpec
 from bench.errors import UserError
-from bench.providers import local
 
 
 @pytest.fixture(autouse=True)
@@ -43,24 +42,24 @@ def _record(name: str, status: str, pids: dict[str, int], owner: int = 0) -> Clu
 
 
 def test_absent_and_up() -> None:
-    assert cluster.condition("guardrx").state == "absent"
+    assert live.condition("guardrx").state == "absent"
     _record("guardrx", "up", {"etcd": os.getpid()})
-    assert cluster.condition("guardrx").state == "up"
+    assert live.condition("guardrx").state == "up"
 
 
 def test_degraded_names_the_dead_component() -> None:
     _record("guardrx", "up", {"etcd": os.getpid(), "kube-proxy-n1": _dead_pid()})
-    cond = cluster.condition("guardrx")
+    cond = live.condition("guardrx")
     assert (cond.state, cond.dead) == ("degraded", ("kube-proxy-n1",))
     with pytest.raises(UserError, match=r"^cluster 'guardrx' is degraded \(dead: "
                                         r"kube-proxy-n1\).*hopbench cluster up --name guardrx"):
-        local.LocalProvider.ensure("guardrx", 1, "iptables", {}, say=lambda m: None)
+        cluster.ensure("guardrx", 1, "iptables", {}, say=lambda m: None)
 
 
 def test_starting_and_leftovers_are_refused() -> None:
     _record("guardrx", "starting", {}, owner=os.getpid())
     with pytest.raises(UserError, match="still being brought up"):
-        local.LocalProvider.ensure("guardrx", 1, "iptables", {}, say=lambda m: None)
+        cluster.ensure("guardrx", 1, "iptables", {}, say=lambda m: None)
     _record("guardry", "starting", {"etcd": _dead_pid()}, owner=_dead_pid())
     with pytest.raises(UserError, match="not running but left state"):
-        local.LocalProvider.ensure("guardry", 1, "iptables", {}, say=lambda m: None)
+        cluster.ensure("guardry", 1, "iptables", {}, say=lambda m: None)

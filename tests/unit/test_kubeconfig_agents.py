@@ -14,9 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bench import kubehttp
 from bench.errors import UserError
-from bench.providers.kubeapi import KubeApi
+from bench.kube import Kube
 from bench.providers.kubeconfig import AgentOptions, KubeconfigProvider, _pod_state
 from tests.unit.test_kubeconfig_preflight import write_kubeconfig
 
@@ -24,9 +23,8 @@ from tests.unit.test_kubeconfig_preflight import write_kubeconfig
 def _provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
               handler: Callable[[httpx.Request], httpx.Response],
               image: str = "localhost/hopbench/agent:x") -> KubeconfigProvider:
-    monkeypatch.setattr(kubehttp, "http_client", lambda *a, **k: httpx.Client(
-        base_url="https://api.test", transport=httpx.MockTransport(handler)))
-    api = KubeApi(write_kubeconfig(tmp_path / "kc", "https://api.test"))
+    api = Kube(write_kubeconfig(tmp_path / "kc", "https://api.test"),
+               transport=lambda verify: httpx.MockTransport(handler))
     return KubeconfigProvider(api, AgentOptions(image=image), say=lambda m: None)
 
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from bench import kubehttp
+from bench import kube
 from bench.errors import UserError
 from bench.providers import kubeapi
 
@@ -47,11 +47,12 @@ def write_kubeconfig(path: Path, server: str) -> Path:
 
 def _fake_api(monkeypatch: pytest.MonkeyPatch,
               handler: Callable[[httpx.Request], httpx.Response]) -> None:
-    def client(kubeconfig: object, timeout: float | None = 10.0, **kw: object) -> httpx.Client:
-        return httpx.Client(base_url="https://api.test:6443",
-                            transport=httpx.MockTransport(handler))
+    real = kube.Kube
 
-    monkeypatch.setattr(kubehttp, "http_client", client)
+    def client(kubeconfig: Path, **kw: object) -> kube.Kube:
+        return real(kubeconfig, transport=lambda verify: httpx.MockTransport(handler))
+
+    monkeypatch.setattr(kubeapi, "Kube", client)
 
 
 def test_missing_path(tmp_path: Path) -> None:

@@ -9,33 +9,38 @@ forwarder to the API server, never an address or a route.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-import httpx
-
-from bench import prom
-from bench.build import doctor, images
-from bench.build.gobuild import Toolset, require_toolset
+from bench.build import images
+from bench.build.gobuild import require_toolset
+from bench.cluster import doctor
 from bench.cluster.local import components as comp
-from bench.cluster.local import netns, nshttp, pki, procs, teardown
-from bench.cluster.local.spec import API_PORT, ClusterSpec, check_mode
+from bench.cluster.local import netns, pki, procs, teardown
+from bench.cluster.local.live import (
+    Say,
+    _write_state,
+    api_client,
+    condition,
+    is_running,
+    proxy_synced,
+    refuse_ipvs_without_kernel_support,
+    start_proxies,
+    wait_for,
+)
+from bench.cluster.local.spec import API_PORT, ClusterSpec
+from bench.cluster.toolset import Toolset
 from bench.errors import ClusterError, UserError
-from bench.paths import state_root
+from bench.kube import Kube
 from bench.poll import wait_until
 from bench.ready import is_ready
 
-Say = Callable[[str], None]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 KUBELET_CLIENT = "kube-apiserver-kubelet-client"  # the API server's identity to kubelets
 
@@ -51,11 +56,6 @@ class Timer:
 # --- validation ------------------------------------------------------------------
 
 
-def refuse_ipvs_without_kernel_support(mode: str) -> None:
-    if mode == "ipvs" and not doctor.has_ipvs():
-        raise UserError("proxy mode ipvs needs the kernel's IP_VS module, which this kernel "
-                        "lacks; measure IPVS on kind (--provider kind) or a real cluster "
-                        "(--kubeconfig)")
 
 
 def validate_new(spec: ClusterSpec) -> None:
@@ -69,76 +69,16 @@ def validate_new(spec: ClusterSpec) -> None:
                         f"(`hopbench cluster down --name {spec.name}` first)")
 
 
-def is_running(name: str) -> bool:
-    path = state_root() / name / "spec.json"
-    if not path.exists():
-        return False
-    state = read_state(ClusterSpec.load(name))
-    if state.get("status") == "starting":  # an `up` in progress, unless its owner died
-        return procs.alive(int(state.get("owner_pid", 0)))
-    pids = state.get("pids", {}).values()
-    return state.get("status") == "up" and bool(pids) and all(procs.alive(p) for p in pids)
 
 
-@dataclass(frozen=True)
-class Condition:
-    """What is there of a local cluster name, judged from its recorded state and pids."""
-
-    name: str
-    state: str  # absent | up | starting | degraded | leftovers
-    dead: tuple[str, ...] = ()  # components whose recorded pid is gone
-    owner_pid: int = 0  # the `cluster up` in progress, when starting
-
-    def refusal(self) -> str:
-        """Why a run may neither use nor replace this cluster, and what to do instead."""
-        recreate = (f"`hopbench cluster down --name {self.name}` then `hopbench cluster up "
-                    f"--name {self.name}`, or pick another --cluster")
-        if self.state == "degraded":
-            return (f"cluster {self.name!r} is degraded (dead: {', '.join(self.dead)}); "
-                    f"a run neither uses nor replaces it: {recreate}")
-        if self.state == "starting":
-            return (f"cluster {self.name!r} is still being brought up (by pid "
-                    f"{self.owner_pid}); wait for it, or pick another --cluster")
-        return (f"cluster {self.name!r} is not running but left state or namespaces behind "
-                f"(an interrupted `cluster up`?); a run does not remove them: {recreate}")
 
 
-def condition(name: str) -> Condition:
-    """Absent (nothing of that name exists), up (every recorded daemon alive), or else."""
-    path = state_root() / name / "spec.json"
-    if not path.exists():
-        spec = ClusterSpec(name=name)
-        left = teardown.cluster_netns(spec) or spec.state_dir.exists() or spec.run_dir.exists()
-        return Condition(name, "leftovers" if left else "absent")
-    state = read_state(ClusterSpec.load(name))
-    owner = int(state.get("owner_pid", 0))
-    if state.get("status") == "starting" and procs.alive(owner):
-        return Condition(name, "starting", owner_pid=owner)
-    pids: dict[str, int] = state.get("pids", {})
-    dead = tuple(sorted(k for k, p in pids.items() if not procs.alive(p)))
-    if state.get("status") != "up" or not pids:
-        return Condition(name, "leftovers", dead)
-    return Condition(name, "degraded" if dead else "up", dead)
 
 
-def _state_path(spec: ClusterSpec) -> Path:
-    return spec.state_dir / "state.json"
 
 
-def read_state(spec: ClusterSpec) -> dict[str, Any]:
-    """What `up` recorded of a cluster (status, pids, proxy mode, timings); {} if none."""
-    try:
-        return json.loads(_state_path(spec).read_text())
-    except (OSError, ValueError):
-        return {}
 
 
-def _write_state(spec: ClusterSpec, **updates: object) -> None:
-    state = read_state(spec)
-    state.update(updates)
-    tmp = _state_path(spec).with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-    tmp.rename(_state_path(spec))
 
 
 def _free_port() -> int:
@@ -231,36 +171,15 @@ def import_images(spec: ClusterSpec, node: str, archives: dict[str, Path]) -> No
             raise ClusterError(f"importing {ref} into {node}: {proc.stderr.strip()}")
 
 
-def api_client(spec: ClusterSpec, timeout: float = 5.0) -> httpx.Client:
-    p = spec.pki
-    ctx = ssl.create_default_context(cafile=str(p / "ca.crt"))
-    ctx.load_cert_chain(str(p / "admin.crt"), str(p / "admin.key"))
-    return httpx.Client(base_url=f"https://127.0.0.1:{spec.api_port}", timeout=timeout,
-                        verify=ctx)
 
 
 #: what a starting component answers before it is up: refused, 503, half-written JSON
-STARTING_ERRORS = (OSError, httpx.HTTPError, ValueError, KeyError)
 
 
-def wait_for(what: str, probe: Callable[[], bool], timeout: float, log_hint: str) -> None:
-    """bench.poll.wait_until, tolerating STARTING_ERRORS, pointing at a log on timeout."""
-    wait_until(probe, timeout, 0.1, what, retry_on=STARTING_ERRORS, hint=log_hint)
 
 
-def last_proxy_sync(spec: ClusterSpec, node: str) -> float:
-    """kube-proxy's own last successful sync (unix seconds; 0 before the first one).
-
-    /healthz is no use here: it answers 200 before the first sync when nothing is pending.
-    """
-    status, body = nshttp.get(spec.node_ns(node), "127.0.0.1", 10249, "/metrics")
-    if status != 200:
-        return 0.0
-    return prom.last_sync_s(body)
 
 
-def proxy_synced(spec: ClusterSpec, node: str) -> bool:
-    return last_proxy_sync(spec, node) > 0
 
 
 # --- lifecycle ---------------------------------------------------------------------
@@ -330,7 +249,7 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
             f.result()
     say(f"[{clock()}s] images imported into {spec.nodes} containerd(s)")
     with api_client(spec) as api:
-        wait_for("kube-apiserver /readyz", lambda: api.get("/readyz").status_code == 200,
+        wait_for("kube-apiserver /readyz", lambda: api.request("GET", "/readyz").status_code == 200,
                  90, f"{spec.logs}/kube-apiserver.log")
         say(f"[{clock()}s] API server ready")
         wait_for("the kubelet-client RBAC binding", functools.partial(grant_kubelet_api, api),
@@ -342,7 +261,7 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
         cidrs: dict[str, str] = {}
 
         def all_cidrs() -> bool:
-            for item in api.get("/api/v1/nodes").json()["items"]:
+            for item in api.list("/api/v1/nodes"):
                 name, cidr = item["metadata"]["name"], item["spec"].get("podCIDR")
                 if cidr and name not in cidrs:
                     cidrs[name] = cidr
@@ -362,7 +281,7 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
     _write_state(spec, status="up", up_seconds=clock(), node_cidrs=cidrs)
 
 
-def grant_kubelet_api(api: httpx.Client) -> bool:
+def grant_kubelet_api(api: Kube) -> bool:
     """Let the API server call the kubelets' API (`kubectl logs`, `exec`, `port-forward`),
     as kubeadm does: bind its kubelet-client identity to system:kubelet-api-admin.
 
@@ -377,108 +296,41 @@ def grant_kubelet_api(api: httpx.Client) -> bool:
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
                       "name": KUBELET_CLIENT}],
     }
-    r = api.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", json=body)
+    r = api.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", json=body)
     return r.status_code in (201, 409)  # 409: already there
 
 
-def start_proxies(spec: ClusterSpec, tools: Toolset, mode: str,
-                  start: Callable[[str, list[str], str | None], None]) -> None:
-    for node in spec.node_names():
-        start(f"kube-proxy-{node}", comp.kube_proxy(spec, node, tools, mode), spec.node_ns(node))
 
 
-def _all_ready(api: httpx.Client, n: int) -> bool:
-    items = api.get("/api/v1/nodes").json()["items"]
-    return sum(is_ready(i) for i in items) == n
+def _all_ready(api: Kube, n: int) -> bool:
+    return sum(is_ready(i) for i in api.list("/api/v1/nodes")) == n
 
 
-def down(name: str, say: Say = print) -> dict[str, int]:
-    spec = _spec_or_default(name)
-    counts = teardown.teardown(spec)
-    left = teardown.leftovers(spec)
-    if any(left.values()):
-        raise ClusterError(f"teardown of {name!r} left: { {k: v for k, v in left.items() if v} }")
-    return counts
 
 
-def _spec_or_default(name: str) -> ClusterSpec:
-    try:
-        return ClusterSpec.load(name)
-    except UserError:
-        return ClusterSpec(name=name)  # nothing recorded: still sweep what the name owns
 
 
-def status(name: str | None = None) -> list[dict[str, object]]:
-    root = state_root()
-    names = [name] if name else sorted(p.name for p in root.iterdir()
-                                       if (p / "spec.json").exists()) if root.exists() else []
-    rows = []
-    for n in names:
-        spec = ClusterSpec.load(n)
-        state = read_state(spec)
-        pids = state.get("pids", {})
-        dead = sorted(k for k, p in pids.items() if not procs.alive(p))
-        rows.append({"name": n, "nodes": spec.nodes, "proxy_mode": state.get("proxy_mode"),
-                     "node_rss_mib": node_memory_mib(spec),
-                     "status": state.get("status") if not dead else "degraded",
-                     "dead": dead, "kubeconfig": str(spec.kubeconfig),
-                     "api": f"https://127.0.0.1:{spec.api_port}"})
-    return rows
 
 
-def node_memory_mib(spec: ClusterSpec) -> dict[str, float]:
-    """Resident memory of everything running in each node's namespace (daemons + pods)."""
-    out: dict[str, float] = {}
-    for node in spec.node_names():
-        ns = spec.node_ns(node)
-        ino = netns.inode(netns.ns_path(ns))
-        pods = teardown.pod_netns(ns) if ino else []
-        inodes = {i for i in [ino, *(netns.inode(netns.ns_path(p)) for p in pods)] if i}
-        total = 0
-        for pid in procs.with_descendants(netns.pids_in(inodes)):
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except OSError:
-                continue
-        out[node] = round(total / 1024, 1)
-    return out
 
 
-def exec_in(name: str, node: str, cmd: list[str]) -> int:
-    spec = ClusterSpec.load(name)
-    if node not in spec.node_names() + ["cp", "fabric"]:
-        raise UserError(f"cluster {name!r} has no node {node!r} "
-                        f"(nodes: {', '.join(spec.node_names())}, cp, fabric)")
-    ns = {"cp": spec.cp_ns, "fabric": spec.fabric_ns}.get(node, spec.node_ns(node))
-    return subprocess.run(["nsenter", f"--net={netns.ns_path(ns)}", "--", *cmd]).returncode
 
 
-def set_proxy_mode(name: str, mode: str, say: Say = print,
-                   tools: Toolset | None = None) -> float:
-    """Stop kube-proxy everywhere, clean the old mode's rules, start the new mode, wait."""
-    check_mode(mode)
-    spec = ClusterSpec.load(name)
-    refuse_ipvs_without_kernel_support(mode)
-    if not is_running(name):
-        raise UserError(f"cluster {name!r} is not running")
-    tools = tools or require_toolset()
-    clock = Timer(time.monotonic())
-    state = read_state(spec)
-    pids: dict[str, int] = state.get("pids", {})
-    procs.stop([pids[f"kube-proxy-{n}"] for n in spec.node_names() if f"kube-proxy-{n}" in pids])
-    for node in spec.node_names():
-        netns.run_in(spec.node_ns(node), comp.kube_proxy_cleanup(tools), check=False)
 
-    def start(key: str, argv: list[str], ns: str | None) -> None:
-        pids[key] = procs.start(argv, spec.logs / f"{key}.log", ns)
 
-    start_proxies(spec, tools, mode, start)
-    _write_state(spec, pids=pids, proxy_mode=mode)
-    for node in spec.node_names():
-        wait_for(f"kube-proxy ({mode}) sync on {node}",
-                 functools.partial(proxy_synced, spec, node), 60,
-                 f"{spec.logs}/kube-proxy-{node}.log")
-    say(f"kube-proxy now {mode} on {spec.nodes} node(s) after {clock()}s")
-    return clock()
+def ensure(name: str, nodes: int, mode: str, component_args: dict[str, list[str]],
+           say: Say = print) -> tuple[ClusterSpec, bool]:
+    """The cluster a run measures, and whether this call created it (the run then owns it
+    and removes it after). A healthy cluster of that name is reused; one is brought up
+    where nothing of that name exists. Anything in between (a dead daemon, a bring-up in
+    progress, leftovers) is refused: the cluster is the user's, a run never removes it."""
+    cond = condition(name)
+    if cond.state not in ("up", "absent"):
+        raise UserError(cond.refusal())
+    if cond.state == "up":
+        spec = ClusterSpec.load(name)
+        say(f"using running local cluster {name!r} ({spec.nodes} nodes)")
+        return spec, False
+    spec = up(ClusterSpec(name=name, nodes=nodes, proxy_mode=mode,
+                          component_args=component_args), say=say)
+    return spec, True

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import yaml
 
-from bench.build.gobuild import Toolset
 from bench.cluster.local.spec import (
     API_PORT,
     KUBERNETES_SVC_IP,
@@ -19,6 +18,7 @@ from bench.cluster.local.spec import (
     SERVICE_CIDR,
     ClusterSpec,
 )
+from bench.cluster.toolset import Toolset
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1", "kind": "Policy",

@@ -76,7 +76,7 @@ def _tool(name: str, package: str) -> Check:
 
 
 def checks() -> list[Check]:
-    from bench.build.gobuild import find_go  # late: keeps doctor importable without Go
+    from bench.cluster.toolset import find_go  # late: keeps doctor importable without Go
 
     out = [Check("root", os.geteuid() == 0, "running as root" if os.geteuid() == 0
                  else "hopbench's local cluster needs root (netns, mounts, cgroups)")]
