@@ -1,0 +1,72 @@
+"""Tell the node agents what to probe and how finely: arm, focus, forget, disarm.
+
+Requests only; what the agents observe comes back through the collector. A focus goes
+to every node at once (one request per node in parallel), and a node that misses it is
+counted in `errors`, not fatal.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bench.sources.agents.wire import Transport
+
+
+class AgentControl:
+    def __init__(self, transports: list[Transport]) -> None:
+        self.transports = transports
+        # focus must reach every node at once: one request per node in parallel
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(transports))),
+                                        thread_name_prefix="agent-focus")
+        self._lock = threading.Lock()
+        self.errors: dict[str, int] = {}  # node -> focus requests that failed
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def arm(self, targets: list[dict[str, Any]], interval_ms: float, max_seconds: float,
+            max_requests: int, idle_interval_ms: float = 100.0) -> None:
+        for t in self.transports:
+            t.request("POST", "/arm", {"targets": targets, "interval_ms": interval_ms,
+                                       "idle_interval_ms": idle_interval_ms,
+                                       "max_seconds": max_seconds,
+                                       "max_requests": max_requests})
+
+    def focus(self, target: str, seconds: float, after_sync: bool = False) -> None:
+        """Every agent probes `target` at the fine interval for up to `seconds` (0: back
+        to the idle interval); with `after_sync`, from when its kube-proxy may next change
+        the rules. Best effort: a node that misses it probes at the idle interval, and
+        its answers then carry that coarser resolution."""
+        def one(t: Transport) -> None:
+            try:
+                t.request("POST", "/focus", {"target": target, "seconds": seconds,
+                                             "after_sync": after_sync}, timeout=2.0)
+            except Exception:  # noqa: BLE001 - counted, not fatal
+                with self._lock:
+                    self.errors[t.node] = self.errors.get(t.node, 0) + 1
+
+        for f in [self._pool.submit(one, t) for t in self.transports]:
+            f.result()
+
+    def forget(self, target: str, pod: str) -> None:
+        """Every agent drops what it knows of a pod's answers."""
+        for t in self.transports:
+            t.request("POST", "/forget", {"target": target, "pod": pod})
+
+    def disarm(self) -> None:
+        for t in self.transports:
+            try:
+                t.request("POST", "/disarm", {})
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+
+    def kube_proxy_metrics(self) -> dict[str, str]:
+        out = {}
+        for t in self.transports:
+            try:
+                out[t.node] = t.request("GET", "/kube-proxy-metrics")
+            except Exception as exc:  # noqa: BLE001 - recorded, not fatal
+                out[t.node] = f"# error: {exc}"
+        return out

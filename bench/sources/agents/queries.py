@@ -1,0 +1,50 @@
+"""Questions a scenario asks of one node's log while it waits for a trial to end.
+
+Pure functions of a NodeLog. Stamps returned are on the node's clock; `since_ns` is on
+the harness clock (the node's offset is applied to compare).
+"""
+
+from __future__ import annotations
+
+from bench.sources.agents.nodelog import NodeLog
+from bench.sources.agents.wire import PodSeen
+
+
+def _seen(log: NodeLog, target: str, pod: str) -> PodSeen | None:
+    return log.pods.get(target, {}).get(pod)
+
+
+def first_answer(log: NodeLog, target: str, pod: str) -> int | None:
+    seen = _seen(log, target, pod)
+    return seen["first_ns"] if seen else None
+
+
+def last_answer(log: NodeLog, target: str, pod: str) -> int | None:
+    seen = _seen(log, target, pod)
+    return seen["last_ns"] if seen else None
+
+
+def rule_change(log: NodeLog, ip: str, present: bool, since_ns: int) -> int | None:
+    """The first change of `ip` to `present` at or after `since_ns` (harness clock)."""
+    off = log.offset.offset_ns
+    for c in log.rule_changes:
+        if c["ip"] == ip and c["present"] == present and c["t_ns"] + off >= since_ns:
+            return int(c["t_ns"])
+    return None
+
+
+def synced_after(log: NodeLog, ip: str, present: bool, since_ns: int) -> bool:
+    """A kube-proxy sync has been seen ending after this node's rule change for `ip`
+    (or the rule change has not been seen at all, when there is nothing to wait for)."""
+    t = rule_change(log, ip, present, since_ns)
+    if t is None:
+        return True
+    return any(s["t_ns"] >= t for s in log.syncs)
+
+
+def cpu_fraction(log: NodeLog) -> float:
+    """The agent's CPU share of one core between the first and the last collect."""
+    cpu = log.cpu
+    if len(cpu) < 2 or cpu[-1][0] <= cpu[0][0]:
+        return float("nan")
+    return (cpu[-1][1] - cpu[0][1]) / (cpu[-1][0] - cpu[0][0])
