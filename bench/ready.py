@@ -1,9 +1,8 @@
 """The one answer to "is this pod (or node) Ready?".
 
 Pods and nodes both report readiness as a `Ready` condition with status "True". The
-harness meets them as raw JSON from a watch or a plain GET (dicts), as kr8s objects
-(attribute access onto dicts), and as the official client's models (V1Pod, V1Node);
-this reads all three the same way, so no caller spells the condition check itself.
+harness meets them as JSON objects (bench.kube's GETs and the raw watch), so no caller
+spells the condition check itself.
 """
 
 from __future__ import annotations
@@ -12,26 +11,18 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def _get(obj: Any, key: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return getattr(obj, key, None)
-
-
-def condition(obj: Any, kind: str) -> Any:
-    """The object's status condition of type `kind` (a dict or a model), or None."""
-    for c in _get(_get(obj, "status"), "conditions") or []:
-        if _get(c, "type") == kind:
-            return c
+def condition(obj: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
+    """The object's status condition of type `kind`, or None."""
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind:
+            return dict(c)
     return None
 
 
-def condition_true(obj: Any, kind: str) -> bool:
-    return _get(condition(obj, kind), "status") == "True"
+def condition_true(obj: Mapping[str, Any] | None, kind: str) -> bool:
+    return (condition(obj, kind) or {}).get("status") == "True"
 
 
-def is_ready(obj: Any) -> bool:
+def is_ready(obj: Mapping[str, Any] | None) -> bool:
     """A pod or node whose Ready condition is "True" (no status yet: not Ready)."""
     return condition_true(obj, "Ready")

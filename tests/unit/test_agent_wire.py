@@ -41,7 +41,7 @@ class _Pod(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         body = b"pod-a"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
