@@ -34,6 +34,7 @@ def _prepare_host(session: nox.Session) -> None:
 def _lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("mypy")
+    session.run("lint-imports")
 
 
 @nox.session(python=PY)

@@ -26,6 +26,7 @@ from rich.table import Table
 from bench.errors import HopbenchError, UserError
 
 if TYPE_CHECKING:
+    from bench.providers.base import Provider
     from bench.scenario import ScenarioConfig
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -237,7 +238,7 @@ def _check_target(cluster: str | None, kubeconfig: str | None, nodes: int,
 def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str,
               component_args: dict[str, list[str]], modes: tuple[str, ...] = (),
               agent_image: str | None = None, max_skew_ms: float | None = None,
-              probe_interval_ms: float = 5.0):
+              probe_interval_ms: float = 5.0) -> Provider:
     if cluster and kubeconfig:
         raise UserError("give --cluster or --kubeconfig, not both")
     if kubeconfig:

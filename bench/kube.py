@@ -126,7 +126,7 @@ class _Api(_Kr8sApi):
             except RuntimeError:
                 pass
             self._session = None
-        verify = await self.auth.ssl_context()
+        verify = await self.auth.ssl_context()  # type: ignore[no-untyped-call]  # kr8s
         factory = self.transport_factory
         self._session = httpx.AsyncClient(
             base_url=self.server or self.auth.server, headers=headers, verify=verify,

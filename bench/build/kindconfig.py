@@ -203,7 +203,7 @@ def cluster(cfg: KindConfig) -> dict[str, Any]:
 # --- rendering -----------------------------------------------------------------------
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # yaml ships no stubs
     """Block style everywhere, multi-line strings (the patches) as literal blocks."""
 
 

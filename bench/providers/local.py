@@ -19,6 +19,7 @@ from bench.cluster.toolset import Toolset, find_toolset
 from bench.errors import ClusterError
 from bench.kube import Kube
 from bench.providers.podproxy import TOKEN_HEADER
+from bench.sources.agents import Transport
 
 AGENT_PORT = 10299
 
@@ -45,7 +46,7 @@ class NetnsTransport:
         return resp.text
 
 
-def _healthy(t: NetnsTransport) -> bool:
+def _healthy(t: Transport) -> bool:
     return bool(t.request("GET", "/healthz"))
 
 
@@ -72,10 +73,10 @@ class LocalProvider:
         if self.proxy_mode() != mode:
             live.set_proxy_mode(self.spec.name, mode, say=lambda m: None, tools=self.tools)
 
-    def start_agents(self, token: str, probe_interval_ms: float) -> list[NetnsTransport]:
+    def start_agents(self, token: str, probe_interval_ms: float) -> list[Transport]:
         self.stop_agents()
         self._stop_orphaned_agents()
-        transports = []
+        transports: list[Transport] = []
         for node in self.nodes():
             ns = self.spec.node_ns(node)
             argv = procs.python_module(

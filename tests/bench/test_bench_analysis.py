@@ -23,7 +23,7 @@ NODES = 3
 
 @pytest.fixture(scope="module")
 def big_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("bench") / "run", trials=TRIALS, nodes=NODES,
+    return make_run(tmp_path_factory.mktemp("bench") / "run", trials=TRIALS, nodes=NODES,  # type: ignore[no-any-return]
                     modes=("iptables", "nftables", "ipvs"), censor_frac=0.01)
 
 
@@ -35,7 +35,7 @@ def test_bench_load_stats_plots(benchmark: pytest.FixtureRequest, big_run: Path,
         paths = render_all(data, tmp_path / "figures", tables)
         return len(data.hops) + len(tables.summary) + len(paths)
 
-    result = benchmark.pedantic(once, rounds=3, iterations=1, warmup_rounds=0)
+    result = benchmark.pedantic(once, rounds=3, iterations=1, warmup_rounds=0)  # type: ignore[attr-defined]
     assert result > 0
     assert len(list((tmp_path / "figures").glob("*.png"))) == len(FIGURES)
-    benchmark.extra_info.update({"trials": TRIALS, "nodes": NODES, "goal_s": 10})
+    benchmark.extra_info.update({"trials": TRIALS, "nodes": NODES, "goal_s": 10})  # type: ignore[attr-defined]

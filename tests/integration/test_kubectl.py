@@ -18,6 +18,7 @@ from bench import workloads
 from bench.cluster.local import cluster, teardown
 from bench.cluster.local.spec import ClusterSpec
 from bench.cluster.toolset import Toolset
+from bench.kube import Kube
 
 pytestmark = pytest.mark.cluster
 NAME = "guardr3"
@@ -36,9 +37,10 @@ def fresh(tools: Toolset) -> Iterator[ClusterSpec]:
 
 @pytest.fixture(scope="module")
 def pod(fresh: ClusterSpec, tools: Toolset) -> str:
-    api = workloads.api_client(fresh.kubeconfig)
-    workloads.deploy_target(api, NS, "web", 1, workloads.target_image(tools.pins.kubernetes))
-    return str(workloads.wait_ready_pods(api, NS, "web", 1)[0].metadata.name)
+    with Kube(fresh.kubeconfig) as api:
+        workloads.deploy_target(api, NS, "web", 1,
+                                workloads.target_image(tools.pins.kubernetes))
+        return str(workloads.wait_ready_pods(api, NS, "web", 1)[0]["metadata"]["name"])
 
 
 def _kubectl(tools: Toolset, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:

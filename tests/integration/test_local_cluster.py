@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import workloads
-from bench.cluster.local import cluster, live, teardown
+from bench.cluster.local import live, netns, teardown
 from bench.cluster.local.nsprobe import who_answers
 from bench.cluster.local.spec import ClusterSpec
 
@@ -48,7 +48,7 @@ def _both_pods_answer_from_every_node(spec: ClusterSpec, ip: str, pods: list[str
 def test_iptables_mode_reaches_both_pods(local_cluster: ClusterSpec, web) -> None:  # type: ignore[no-untyped-def]
     ip, pods = web
     _both_pods_answer_from_every_node(local_cluster, ip, pods)
-    rules = cluster.netns.run_in(local_cluster.node_ns("n1"), ["iptables-save", "-t", "nat"])
+    rules = netns.run_in(local_cluster.node_ns("n1"), ["iptables-save", "-t", "nat"])
     assert "KUBE-SERVICES" in rules.stdout and ip in rules.stdout
 
 
@@ -57,9 +57,9 @@ def test_switch_to_nftables_reaches_both_pods(local_cluster: ClusterSpec, web, t
     live.set_proxy_mode(local_cluster.name, "nftables", say=lambda m: None, tools=tools)
     for node in local_cluster.node_names():
         ns = local_cluster.node_ns(node)
-        nft = cluster.netns.run_in(ns, ["nft", "list", "table", "ip", "kube-proxy"]).stdout
+        nft = netns.run_in(ns, ["nft", "list", "table", "ip", "kube-proxy"]).stdout
         assert ip in nft
-        nat = cluster.netns.run_in(ns, ["iptables-save", "-t", "nat"]).stdout
+        nat = netns.run_in(ns, ["iptables-save", "-t", "nat"]).stdout
         assert ip not in nat, "iptables-mode rules for the Service survived the switch"
     _both_pods_answer_from_every_node(local_cluster, ip, pods)
 
@@ -81,7 +81,7 @@ def test_root_namespace_untouched(local_cluster: ClusterSpec) -> None:
 def test_status_reports_memory(local_cluster: ClusterSpec) -> None:
     (row,) = live.status(local_cluster.name)
     assert row["status"] == "up" and row["proxy_mode"] == "nftables"
-    assert all(v > 10 for v in row["node_rss_mib"].values())  # type: ignore[union-attr]
+    assert all(v > 10 for v in row["node_rss_mib"].values())  # type: ignore[attr-defined]
 
 
 def test_name_in_use_refused(local_cluster: ClusterSpec) -> None:

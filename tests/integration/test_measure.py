@@ -20,9 +20,9 @@ TRIALS = 8
 MS_NS = 1_000_000
 
 
-def _run(spec: ClusterSpec, tools, out: Path, modes: tuple[str, ...], trials: int = TRIALS,
+def _run(spec: ClusterSpec, tools, out: Path, modes: tuple[str, ...], trials: int = TRIALS,  # type: ignore[no-untyped-def]
          interval_ms: float = 5.0, spacing_s: float = 0.0,
-         scenarios: tuple[str, ...] = ("scale-up", "delete")) -> Path:  # type: ignore[no-untyped-def]
+         scenarios: tuple[str, ...] = ("scale-up", "delete")) -> Path:
     provider = LocalProvider(spec, tools)
     cfg = runner.RunConfig(modes=modes, out_dir=out, scenario=ScenarioConfig(
         scenarios=scenarios, trials=trials, probe_interval_ms=interval_ms, trial_timeout_s=20,
@@ -107,8 +107,8 @@ def test_run_json_records_instruments(default_run: Path) -> None:
         assert any(sum(s["counts"]) > 0 for s in m["sli"].values())
 
 
-def test_nodes_share_the_harness_clock(meas_cluster: ClusterSpec, tools, tmp_path: Path
-                                       ) -> None:  # type: ignore[no-untyped-def]
+def test_nodes_share_the_harness_clock(meas_cluster: ClusterSpec, tools, tmp_path: Path  # type: ignore[no-untyped-def]
+                                       ) -> None:
     """Every node of the local cluster runs on the harness's kernel: node stamps are on the
     harness clock, with no estimated offset applied (exactly 0, uncertainty 0)."""
     out = _run(meas_cluster, tools, tmp_path / "clock", ("iptables",), trials=1,
@@ -133,8 +133,8 @@ def test_first_and_last_answers_have_the_fine_resolution(default_run: Path) -> N
     assert (res < 100).all(), res.describe()  # never the idle interval
 
 
-def test_crash_and_readiness_flap(meas_cluster: ClusterSpec, tools, tmp_path: Path,
-                                  default_run: Path) -> None:  # type: ignore[no-untyped-def]
+def test_crash_and_readiness_flap(meas_cluster: ClusterSpec, tools, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                  default_run: Path) -> None:
     """A crash black-holes requests from the exit on; a readiness flap keeps the container
     serving until its IP leaves the rules. Both come back, every node sees it all."""
     trials = 4
@@ -171,8 +171,8 @@ def test_crash_and_readiness_flap(meas_cluster: ClusterSpec, tools, tmp_path: Pa
     assert all(a["early_rule_changes"] == 0 for a in agents.values()), agents
 
 
-def test_prober_interval_bounds_rule_to_traffic(meas_cluster: ClusterSpec, tools,
-                                                tmp_path: Path, default_run: Path) -> None:  # type: ignore[no-untyped-def]
+def test_prober_interval_bounds_rule_to_traffic(meas_cluster: ClusterSpec, tools,  # type: ignore[no-untyped-def]
+                                                tmp_path: Path, default_run: Path) -> None:
     slow = _run(meas_cluster, tools, tmp_path / "slow", ("nftables",), trials=6,
                 interval_ms=50.0)
     fast = load_hops(default_run)
@@ -186,8 +186,8 @@ def test_prober_interval_bounds_rule_to_traffic(meas_cluster: ClusterSpec, tools
     assert slow_m > fast and slow_m < 4 * 50 + 10
 
 
-def test_ground_truth_endpointslice_batch_period(default_run: Path, tools, tmp_path: Path
-                                                 ) -> None:  # type: ignore[no-untyped-def]
+def test_ground_truth_endpointslice_batch_period(default_run: Path, tools, tmp_path: Path  # type: ignore[no-untyped-def]
+                                                 ) -> None:
     spec = cluster.up(ClusterSpec(name="hbbatch", nodes=2, component_args={
         "kube-controller-manager": ["--endpointslice-updates-batch-period=1s"]}),
         say=lambda m: None, tools=tools)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cluster.local import cluster, live, teardown
+from bench.cluster.local import live, procs, teardown
 from bench.cluster.local.spec import ClusterSpec
 from tests.integration.conftest import hopbench
 
@@ -51,7 +51,7 @@ def test_degraded_cluster_is_refused_and_kept(degraded: ClusterSpec, tmp_path: P
     pids = live.read_state(spec)["pids"]
     os.kill(pids["kube-proxy-n1"], signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while cluster.procs.alive(pids["kube-proxy-n1"]) and time.monotonic() < deadline:
+    while procs.alive(pids["kube-proxy-n1"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     netns_before = teardown.cluster_netns(spec)
 
@@ -69,7 +69,7 @@ def test_degraded_cluster_is_refused_and_kept(degraded: ClusterSpec, tmp_path: P
     # still there, untouched: its state, its namespaces, its other daemons
     state = live.read_state(ClusterSpec.load(spec.name))
     assert state["status"] == "up" and state["pids"] == pids
-    assert all(cluster.procs.alive(p) for k, p in pids.items() if k != "kube-proxy-n1")
+    assert all(procs.alive(p) for k, p in pids.items() if k != "kube-proxy-n1")
     assert teardown.cluster_netns(spec) == netns_before
     assert not (tmp_path / "run").exists()
 

@@ -86,7 +86,7 @@ def _rows(store: AgentStore) -> list[dict[str, Any]]:
     log.info = {"rule_resolution_ns": 5_000_000, "probe_interval_ns": 5_000_000}
     now = time.time_ns()
     log.rule_changes.append({"t_ns": now, "ip": "10.0.0.9", "present": True, "service": "s"})
-    log.pods["svc0"] = {"pod-a": {"first_ns": now + 1, "last_ns": now + 1, "count": 1}}
+    log.pods["svc0"] = {"pod-a": {"first_ns": now + 1, "last_ns": now + 1, "count": 1}}  # type: ignore[typeddict-item]
     ref = TrialRef("run", 0, "svc0", "scale-up", "iptables", "add")
     rows = store.trial_events(ref, "svc0", "pod-a", "10.0.0.9", now - 10**10, now + 10**10)
     return [dict(r) for r in rows]

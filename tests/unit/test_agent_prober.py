@@ -39,7 +39,7 @@ def server() -> Iterator[tuple[int, type[_Pod]]]:
             pass
 
         def do_GET(self) -> None:
-            body = pod.name.encode()
+            body = pod.name.encode()  # type: ignore[attr-defined]
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -132,7 +132,7 @@ def _closed_port() -> int:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    return port
+    return port  # type: ignore[no-any-return]
 
 
 def test_idle_interval_until_focused_then_fine_then_idle(
@@ -205,8 +205,8 @@ def test_first_and_last_answers_carry_the_gap_to_their_neighbours(
     assert "pod-a" not in again and again["pod-b"]["count"] == 80
     assert near(again["pod-b"]["last_ns"], ns(T0 + 0.7))
     # once disarmed, only an answer whose next request never came is reported (gap 0)
-    assert list(quiet) == ["svc"] and list(quiet["svc"]) == ["pod-b"]
-    assert quiet["svc"]["pod-b"]["last_gap_ns"] == 0
+    assert list(quiet) == ["svc"] and list(quiet["svc"]) == ["pod-b"]  # type: ignore[call-overload,index]
+    assert quiet["svc"]["pod-b"]["last_gap_ns"] == 0  # type: ignore[index]
 
 
 def test_failures_form_runs_with_reasons_counts_and_gaps(

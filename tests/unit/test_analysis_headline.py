@@ -36,7 +36,7 @@ def _add_trial(mode: str, trial: int, chain_ms: dict[str, dict[str, float]],
         rows.append({**common, "hop": "ready_to_traffic", "node": node, "latency_ms": e2e[node]})
     for hop in [*next(iter(chain_ms.values())), "ready_to_traffic"]:
         values = [r["latency_ms"] for r in rows if r["hop"] == hop and r.get("node")]
-        rows.append({**common, "hop": hop, "node": ALL_NODES, "latency_ms": max(values)})
+        rows.append({**common, "hop": hop, "node": ALL_NODES, "latency_ms": max(values)})  # type: ignore[type-var]
     return rows
 
 

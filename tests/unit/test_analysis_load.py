@@ -19,7 +19,7 @@ from analysis.load import (
     load_runs,
     run_dirs_from_env,
 )
-from analysis.migrations import MIGRATIONS, RawRun, SchemaError, migrate
+from analysis.migrations import MIGRATIONS, RawRun, SchemaError, migrate  # type: ignore[attr-defined]
 from bench.results.schema import EVENT_COLUMNS, HOP_COLUMNS, SCHEMA_VERSION
 
 
@@ -56,7 +56,7 @@ def test_merge_refused_when_key_provenance_differs(tmp_path: Path, field: str,
                                                    kwargs: dict[str, object],
                                                    shown: str) -> None:
     a = make_run(tmp_path / "a", trials=6)
-    b = make_run(tmp_path / "b", trials=6, **kwargs)  # type: ignore[arg-type]
+    b = make_run(tmp_path / "b", trials=6, **kwargs)
     with pytest.raises(ProvenanceMismatch) as err:
         load_runs([a, b])
     message = str(err.value)

@@ -23,7 +23,7 @@ def test_the_three_notebooks_exist() -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_notebook_has_no_outputs(path: Path) -> None:
-    book = nbformat.read(path, as_version=4)
+    book = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     nbformat.validate(book)
     for cell in book.cells:
         if cell.cell_type == "code":
@@ -32,7 +32,7 @@ def test_committed_notebook_has_no_outputs(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("nb") / "sample", trials=120,
+    return make_run(tmp_path_factory.mktemp("nb") / "sample", trials=120,  # type: ignore[no-any-return]
                     modes=("iptables", "nftables", "ipvs"))
 
 
@@ -41,7 +41,7 @@ def test_notebook_executes(path: Path, sample_run: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("HOPBENCH_RUN_DIR", str(sample_run))
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")  # silences jupyter_core's path warning
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    book = nbformat.read(path, as_version=4)
+    book = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     client = NotebookClient(book, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()

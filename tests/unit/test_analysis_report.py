@@ -24,7 +24,7 @@ ANALYSIS = Path(__file__).resolve().parents[2] / "analysis"
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs") / "full", trials=150,
+    return make_run(tmp_path_factory.mktemp("runs") / "full", trials=150,  # type: ignore[no-any-return]
                     modes=("iptables", "nftables", "ipvs"))
 
 

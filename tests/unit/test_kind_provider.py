@@ -98,7 +98,7 @@ def test_down_refuses_without_engine(docker_cli_only: Path) -> None:
 def test_bad_input_is_refused_before_prerequisites(empty_path: Path, args: tuple[str, int, str],
                                                    fragment: str) -> None:
     with pytest.raises(UserError, match=fragment) as exc:
-        kind.up(*args, say=lambda m: None)  # type: ignore[arg-type]
+        kind.up(*args, say=lambda m: None)
     assert not isinstance(exc.value, PrerequisiteError)
 
 

@@ -110,7 +110,7 @@ def test_client_certificate_against_a_mutual_tls_server(tmp_path: Path) -> None:
 
     class Echo(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            peer = self.connection.getpeercert()  # type: ignore[attr-defined]
+            peer = self.connection.getpeercert()
             cn = dict(x[0] for x in peer["subject"])["commonName"]
             body = json.dumps({"cn": cn, "auth": self.headers.get("Authorization")}).encode()
             self.send_response(200)

@@ -108,7 +108,7 @@ def test_progress_quantiles_are_the_one_rule_with_censored_trials_at_inf() -> No
     assert p.censored == 3
     assert p.quantile(0.5) == 300.0
     assert p.quantile(0.99) == math.inf  # among the censored add trials
-    assert p.quantile(0.99) == quantiles(sample([100.0, 300.0, None, None]), [0.99])[0]
+    assert p.quantile(0.99) == quantiles(sample([100.0, 300.0, None, None]), [0.99])[0]  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("n", [7, 40, 101])

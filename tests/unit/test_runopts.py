@@ -23,7 +23,7 @@ from bench.scenario import ScenarioConfig
     ("probe_idle_interval_ms", math.nan, "--probe-idle-interval-ms nan"),
 ])
 def test_out_of_range_names_the_option(field: str, value: float, option: str) -> None:
-    sc = dataclasses.replace(ScenarioConfig(), **{field: value})
+    sc = dataclasses.replace(ScenarioConfig(), **{field: value})  # type: ignore[arg-type]
     with pytest.raises(UserError, match="^" + option + ":"):
         runopts.check_scenario(sc)
 

@@ -40,7 +40,7 @@ def test_notebook_runs_on_the_sample(path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("HOPBENCH_RUN_DIR", str(SAMPLE))
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    book = nbformat.read(path, as_version=4)
+    book = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     NotebookClient(book, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     outputs = [o for c in book.cells if c.cell_type == "code" for o in c.outputs]

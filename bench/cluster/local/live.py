@@ -102,7 +102,8 @@ def _state_path(spec: ClusterSpec) -> Path:
 def read_state(spec: ClusterSpec) -> dict[str, Any]:
     """What `up` recorded of a cluster (status, pids, proxy mode, timings); {} if none."""
     try:
-        return json.loads(_state_path(spec).read_text())
+        state: dict[str, Any] = json.loads(_state_path(spec).read_text())
+        return state
     except (OSError, ValueError):
         return {}
 
