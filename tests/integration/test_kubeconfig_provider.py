@@ -155,10 +155,12 @@ def test_other_mode_refused_before_anything_is_created(kcfg_cluster: ClusterSpec
     assert leftovers(kcfg_cluster) == {}
 
 
-def test_max_skew_refuses_and_cleans_up(kcfg_cluster: ClusterSpec, agent_image: str) -> None:
-    with pytest.raises(UserError, match=r"above --max-skew 0\.001 ms on n1 ±"):
-        KubeconfigProvider.open(kcfg_cluster.kubeconfig, agent_image=agent_image,
-                                modes=(MODE,), max_skew_ms=0.001, say=lambda m: None)
+def test_shared_clock_meets_any_max_skew(kcfg_cluster: ClusterSpec, agent_image: str) -> None:
+    """The agents share the harness's kernel clock here: offset exactly 0 ± 0, so even the
+    tightest --max-skew is met (the refusal itself is a unit test on clusterfacts)."""
+    provider = KubeconfigProvider.open(kcfg_cluster.kubeconfig, agent_image=agent_image,
+                                       modes=(MODE,), max_skew_ms=0.001, say=lambda m: None)
+    provider.close()
     assert leftovers(kcfg_cluster) == {}
 
 

@@ -290,7 +290,7 @@ def grant_kubelet_api(api: Kube) -> bool:
     """
     body = {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "hopbench:apiserver-kubelet-api-admin"},
+        "metadata": {"name": "kube-apiserver-kubelet-api-admin"},  # kubeadm grants the same
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                     "name": "system:kubelet-api-admin"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
