@@ -25,7 +25,7 @@ from rich.table import Table
 from bench.errors import HopbenchError, UserError
 
 if TYPE_CHECKING:
-    from bench.scenario import ScenarioConfig
+    from bench.scenarios import ScenarioConfig
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Measure every hop from pod Ready to the first request it serves.")
@@ -129,7 +129,7 @@ def run(
     from bench import runner
     from bench.cluster.local.spec import check_mode, parse_component_args
     from bench.results.store import load_hops, load_meta
-    from bench.scenario import ScenarioConfig, parse_scenarios
+    from bench.scenarios import ScenarioConfig, parse_scenarios
     from bench.summary import instruments_table, render, summary_table
 
     given = proxy_mode or ("" if kubeconfig else "iptables,nftables")
@@ -192,7 +192,7 @@ def _resumed(meta: dict[str, Any], cluster: str | None, kubeconfig: str | None
     """Modes, scenario options and local cluster of the run being resumed (run.json)."""
     import dataclasses
 
-    from bench.scenario import ScenarioConfig
+    from bench.scenarios import ScenarioConfig
 
     by_kubeconfig = meta.get("provider") == "kubeconfig"
     if by_kubeconfig and not kubeconfig:

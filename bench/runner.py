@@ -28,10 +28,10 @@ from bench.latency import sli_delta, watch_delay
 from bench.providers.base import Provider
 from bench.results.schema import Ev, EventRow
 from bench.results.store import RunStore, load_events
-from bench.scenario import Lane, ScenarioConfig, split_trials
+from bench.scenarios import Lane, ScenarioConfig, split_trials
+from bench.sources import registry as sources
 from bench.sources.agents import AgentStore
 from bench.sources.apiwatch import WATCH_RESOLUTION_NS, ApiWatch
-from bench.sources.audit import AuditTail
 from bench.sources.base import Registry, TrialRef, row
 
 FLUSH_EVERY_S = 60.0  # parquet snapshots; the journal is written every trial
@@ -168,19 +168,18 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             pending.append(r)
 
     registry = Registry()
-    transports = provider.start_agents(token, sc.probe_interval_ms)
-    agents = AgentStore(transports)
-    watch = ApiWatch(provider.watch_client(), ns, registry, sink)
-    audit_path = provider.audit_log()
-    audit = AuditTail(audit_path, ns) if audit_path else None
+    opened = sources.open_all(sources.SourceContext(
+        provider=provider, namespace=ns, trials=registry, sink=sink, token=token,
+        probe_interval_ms=sc.probe_interval_ms))
+    agents = opened.of(AgentStore)
+    watch = opened.of(ApiWatch)
     lanes: list[Lane] = []
 
     def on_trial(ref: TrialRef, rows: list[EventRow]) -> None:
         with lock:
             batch = pending[:] + rows
             pending.clear()
-            if audit:
-                batch += audit.events_for(ref, batch)
+            batch += opened.events_for(ref, batch)
             batch.append(row(ref, Ev.TRIAL_END, time.time_ns(), source="harness"))
             store.append_events(batch)
             if time.monotonic() - last_flush[0] > FLUSH_EVERY_S:
@@ -192,8 +191,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
 
     started = time.monotonic()
     try:
-        agents.start()
-        watch.start()
+        opened.start()
         tag = str(store.meta.get("kubernetes_version", "latest"))  # provenance, read once
         image = cfg.target_image or workloads.target_image(tag)
         lanes = [Lane(api=api, namespace=ns, service=f"svc{k}", image=image, agents=agents,
@@ -267,8 +265,7 @@ def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, 
             + ", ".join(f"{n} {c * 100:.1f}%" for n, c in cpu.items()))
     finally:
         agents.disarm()
-        agents.stop()
-        watch.stop()
+        opened.stop()
         provider.stop_agents()
         try:
             workloads.delete_namespace(api, ns, wait=30)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from bench.results.schema import Ev, EventRow
 from bench.sources.base import TrialRef, row
+from bench.sources.registry import SourceContext, register
 
 
 class Transport(Protocol):
@@ -97,6 +98,9 @@ class AgentStore:
         if self._thread:
             self._thread.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def events_for(self, ref: TrialRef, batch: list[EventRow]) -> list[EventRow]:
+        return []  # a trial's rows come from trial_events, when the lane ends the trial
 
     def arm(self, targets: list[dict[str, Any]], interval_ms: float, max_seconds: float,
             max_requests: int, idle_interval_ms: float = 100.0) -> None:
@@ -300,3 +304,10 @@ class AgentStore:
             return {n: {"offset_ns": log.offset.offset_ns,
                         "uncertainty_ns": log.offset.uncertainty_ns}
                     for n, log in self.nodes.items()}
+
+
+def _open(ctx: SourceContext) -> AgentStore:
+    return AgentStore(ctx.provider.start_agents(ctx.token, ctx.probe_interval_ms))
+
+
+register("agents", _open)

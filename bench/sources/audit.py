@@ -18,6 +18,7 @@ from typing import Any
 
 from bench.results.schema import Ev, EventRow
 from bench.sources.base import TrialRef, row
+from bench.sources.registry import SourceContext, register
 
 MATCHES = {Ev.POD_READY: Ev.AUDIT_STATUS, Ev.SLICE_READY: Ev.AUDIT_SLICE,
            Ev.SLICE_UNREADY: Ev.AUDIT_SLICE}
@@ -35,6 +36,12 @@ class AuditTail:
         # object name -> [(requestReceivedTimestamp, stageTimestamp)] in ns
         self.pod_writes: dict[str, list[tuple[int, int]]] = {}
         self.slice_writes: dict[str, list[tuple[int, int]]] = {}
+
+    def start(self) -> None:
+        pass  # read on demand, from the size the log had when the source was opened
+
+    def stop(self) -> None:
+        pass
 
     def read_new(self) -> None:
         if not self.path.exists():
@@ -86,3 +93,11 @@ class AuditTail:
                                detail={"object": key, "matched": ev["event"],
                                        "received_ns": received}))
         return out
+
+
+def _open(ctx: SourceContext) -> AuditTail | None:
+    path = ctx.provider.audit_log()
+    return AuditTail(path, ctx.namespace) if path else None  # not every cluster has one
+
+
+register("audit", _open)
