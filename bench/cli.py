@@ -27,7 +27,7 @@ from bench.errors import HopbenchError, UserError
 
 if TYPE_CHECKING:
     from bench.providers.base import Provider
-    from bench.scenario import ScenarioConfig
+    from bench.scenarios import ScenarioConfig
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Measure every hop from pod Ready to the first request it serves.")
@@ -133,7 +133,7 @@ def run(
     from bench import runner, runopts
     from bench.cluster.local.spec import check_mode, parse_component_args
     from bench.results.store import load_hops, load_meta
-    from bench.scenario import ScenarioConfig, parse_scenarios
+    from bench.scenarios import ScenarioConfig, parse_scenarios
     from bench.summary import instruments_table, render, summary_table
 
     # every option is checked here, before a cluster, agent or directory exists
@@ -200,7 +200,7 @@ def _resumed(meta: dict[str, Any], cluster: str | None, kubeconfig: str | None
     """Modes, scenario options and local cluster of the run being resumed (run.json)."""
     import dataclasses
 
-    from bench.scenario import ScenarioConfig
+    from bench.scenarios import ScenarioConfig
 
     by_kubeconfig = meta.get("provider") == "kubeconfig"
     if by_kubeconfig and not kubeconfig:

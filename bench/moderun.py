@@ -20,10 +20,10 @@ from bench.providers.base import Provider
 from bench.results.modeblock import ModeBlock, accumulate, rate
 from bench.results.schema import Ev, EventRow
 from bench.results.store import RunStore, load_events
-from bench.scenario import Lane, split_trials
+from bench.scenarios import Lane, split_trials
+from bench.sources import registry as sources
 from bench.sources.agents import AgentStore
 from bench.sources.apiwatch import WATCH_RESOLUTION_NS, ApiWatch
-from bench.sources.audit import AuditTail
 from bench.sources.base import Registry, TrialRef, row
 
 if TYPE_CHECKING:
@@ -52,9 +52,9 @@ class ModeRun:
         self.seg_trials = 0  # trials this segment recorded; none once its block is final
         self.ns = cfg.namespace or f"hopbench-{run_id[:6]}-{mode[:3]}"
         self.api: Any = None
-        self.agents: AgentStore | None = None
+        self.opened: sources.Opened | None = None  # every registered source that applies
+        self.agents: AgentStore | None = None  # two of them the lanes and the block use
         self.watch: ApiWatch | None = None
-        self.audit: AuditTail | None = None
 
     # --- steps, in order -----------------------------------------------------------------
     def recorded(self, t: int) -> frozenset[str]:
@@ -79,20 +79,21 @@ class ModeRun:
                  f"cycles of {self.per_cycle} trials to run")
 
     def start(self) -> None:
-        """Namespace, agents, API watch, audit tail, lanes with their baseline pods; arm."""
+        """Namespace, the sources (bench.sources.registry), lanes with their baseline pods;
+        arm the agents."""
         self.api = self.provider.kube()
         if self.cfg.resume and not self.cfg.namespace:  # a killed segment left it behind
             workloads.delete_namespace(self.api, self.ns, wait=120)
         workloads.ensure_namespace(self.api, self.ns)
         registry = Registry()
         token = secrets.token_hex(16)
-        self.agents = AgentStore(self.provider.start_agents(token, self.sc.probe_interval_ms))
-        self.watch = ApiWatch(self.provider.watch_client(), self.ns, registry, self.sink)
-        audit_path = self.provider.audit_log()
-        self.audit = AuditTail(audit_path, self.ns) if audit_path else None
+        self.opened = sources.open_all(sources.SourceContext(
+            provider=self.provider, namespace=self.ns, trials=registry, sink=self.sink,
+            token=token, probe_interval_ms=self.sc.probe_interval_ms))
+        self.agents = self.opened.of(AgentStore)
+        self.watch = self.opened.of(ApiWatch)
         self.started = time.monotonic()
-        self.agents.start()
-        self.watch.start()
+        self.opened.start()
         tag = str(self.store.meta.get("kubernetes_version", "latest"))  # provenance
         image = self.cfg.target_image or workloads.target_image(tag)
         self.lanes = [Lane(api=self.api, namespace=self.ns, service=f"svc{k}", image=image,
@@ -196,9 +197,8 @@ class ModeRun:
             self.say(f"{self.mode}: could not record this segment in run.json ({exc})")
         if self.agents is not None:
             self.agents.disarm()
-            self.agents.stop()
-        if self.watch is not None:
-            self.watch.stop()
+        if self.opened is not None:
+            self.opened.stop()
         self.provider.stop_agents()
         if self.api is not None:
             try:
@@ -220,8 +220,8 @@ class ModeRun:
         with self.lock:
             batch = self.pending[:] + rows
             self.pending.clear()
-            if self.audit:
-                batch += self.audit.events_for(ref, batch)
+            if self.opened is not None:
+                batch += self.opened.events_for(ref, batch)
             batch.append(row(ref, Ev.TRIAL_END, time.time_ns(), source="harness"))
             self.store.append_events(batch)
             self.seg_trials += 1

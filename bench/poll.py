@@ -5,7 +5,7 @@ namespaces all poll the same way: ask, sleep a little, ask again, and on timeout
 what was awaited and the last error seen. The clock and the sleep are parameters, so
 tests drive a wait on a fake clock without sleeping.
 
-The trial loops in bench/scenario.py are not waits of this kind: they measure, and a
+The trial loops in bench/scenarios/ are not waits of this kind: they measure, and a
 timeout there censors a node instead of failing the run.
 """
 

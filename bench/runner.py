@@ -21,7 +21,7 @@ from bench import __version__, apierrors
 from bench.providers.base import Provider
 from bench.results.schema import Ev, EventRow
 from bench.results.store import RunStore
-from bench.scenario import ScenarioConfig
+from bench.scenarios import ScenarioConfig
 from bench.sources.base import TrialRef
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.cluster.local.spec import MAX_NODES, NAME_RE
 from bench.errors import UserError
-from bench.scenario import ScenarioConfig
+from bench.scenarios import ScenarioConfig
 
 
 @dataclass(frozen=True)

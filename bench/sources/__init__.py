@@ -1,2 +1,8 @@
 """Event sources. Each records raw, timestamped observations as schema.EventRow and
-computes nothing: latencies are derived later by bench.timeline."""
+computes nothing: latencies are derived later by bench.timeline.
+
+Each source module registers itself by name (bench.sources.registry); the imports below
+register the built-in ones, in the order the runner opens them.
+"""
+
+from bench.sources import agents, apiwatch, audit  # noqa: F401 - register, in this order

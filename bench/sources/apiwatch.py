@@ -19,7 +19,9 @@ from typing import Any
 
 from bench.errors import ClusterError, UserError
 from bench.kube import ApiStatusError, Kube
-from bench.sources.base import Registry, Sink
+from bench.results.schema import EventRow
+from bench.sources.base import Registry, Sink, TrialRef
+from bench.sources.registry import SourceContext, register
 from bench.sources.watchevents import WATCH_RESOLUTION_NS, PodEvents, SliceEvents
 
 __all__ = ["WATCH_RESOLUTION_NS", "ApiWatch"]
@@ -53,6 +55,9 @@ class ApiWatch:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=5)
+
+    def events_for(self, ref: TrialRef, batch: list[EventRow]) -> list[EventRow]:
+        return []  # every row went to the sink as it arrived
 
     def _loop(self, name: str, path: str, handler: Callable[[str, dict[str, Any], int], None]
               ) -> None:
@@ -103,3 +108,10 @@ class ApiWatch:
     def on_slice(self, kind: str, sl: dict[str, Any], t_ns: int) -> None:
         for r in self._slices.on_event(kind, sl, t_ns):
             self.sink(r)
+
+
+def _open(ctx: SourceContext) -> ApiWatch:
+    return ApiWatch(ctx.provider.watch_client(), ctx.namespace, ctx.trials, ctx.sink)
+
+
+register("api-watch", _open)

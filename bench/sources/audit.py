@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.results.schema import Ev, EventRow
 from bench.sources.base import TrialRef, row
+from bench.sources.registry import SourceContext, register
 
 MATCHES = {Ev.POD_READY: Ev.AUDIT_STATUS, Ev.SLICE_READY: Ev.AUDIT_SLICE,
            Ev.SLICE_UNREADY: Ev.AUDIT_SLICE}
@@ -98,6 +99,12 @@ class AuditTail:
         self.pod_writes: Writes = {}
         self.slice_writes: Writes = {}
 
+    def start(self) -> None:
+        pass  # read on demand, from the size the log had when the source was opened
+
+    def stop(self) -> None:
+        pass
+
     def read_new(self) -> None:
         if not self.path.exists():
             return
@@ -121,3 +128,11 @@ class AuditTail:
     def events_for(self, ref: TrialRef, batch: list[EventRow]) -> list[EventRow]:
         self.read_new()
         return match(ref, batch, self.pod_writes, self.slice_writes)
+
+
+def _open(ctx: SourceContext) -> AuditTail | None:
+    path = ctx.provider.audit_log()
+    return AuditTail(path, ctx.namespace) if path else None  # not every cluster has one
+
+
+register("audit", _open)

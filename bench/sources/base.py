@@ -1,4 +1,5 @@
-"""What every source shares: the trial a pod belongs to, and how a row is made."""
+"""What every source shares: the trial a pod belongs to, how a row is made, and the
+small protocol the runner drives every source through (bench.sources.registry)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bench.results.schema import CLUSTER, EventRow
 
@@ -25,6 +26,20 @@ class TrialRef:
 
 
 Sink = Callable[[EventRow], None]  # where a source hands each row it records
+
+
+class Source(Protocol):
+    """An event source as the runner sees it: started before the first trial, offered
+    every finished trial, stopped after the last. A source records raw observations
+    (through its Sink, or here) and computes nothing."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def events_for(self, ref: TrialRef, batch: list[EventRow]) -> list[EventRow]:
+        """Rows this source adds to a finished trial, given the trial's rows so far."""
+        ...
 
 
 class Registry:

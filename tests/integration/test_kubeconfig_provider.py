@@ -30,7 +30,7 @@ from bench.providers.kubeconfig import KubeconfigProvider
 from bench.providers.local import LocalProvider
 from bench.results.schema import ALL_NODES
 from bench.results.store import load_hops, load_meta
-from bench.scenario import ScenarioConfig
+from bench.scenarios import ScenarioConfig
 
 NAME = "hbkcfg"
 MODE = "nftables"

@@ -14,7 +14,7 @@ from bench.cluster.local.spec import ClusterSpec
 from bench.providers.local import LocalProvider
 from bench.results.schema import ALL_NODES, HOPS, Ev
 from bench.results.store import load_events, load_hops, load_meta
-from bench.scenario import ScenarioConfig
+from bench.scenarios import ScenarioConfig
 
 TRIALS = 8
 MS_NS = 1_000_000

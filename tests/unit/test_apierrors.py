@@ -15,7 +15,7 @@ from bench import runner
 from bench.apierrors import lost_cluster
 from bench.errors import ClusterError
 from bench.kube import ApiStatusError, ApiUnreachable, Kube
-from bench.scenario import ScenarioConfig
+from bench.scenarios import ScenarioConfig
 
 
 def _closed_port() -> int:

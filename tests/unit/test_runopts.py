@@ -10,7 +10,7 @@ import pytest
 
 from bench import runopts
 from bench.errors import UserError
-from bench.scenario import ScenarioConfig
+from bench.scenarios import ScenarioConfig
 
 
 @pytest.mark.parametrize(("field", "value", "option"), [

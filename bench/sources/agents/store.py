@@ -17,6 +17,7 @@ from bench.sources.agents.control import AgentControl
 from bench.sources.agents.nodelog import NodeLog
 from bench.sources.agents.wire import Transport
 from bench.sources.base import TrialRef
+from bench.sources.registry import SourceContext, register
 
 
 class AgentStore:
@@ -106,9 +107,19 @@ class AgentStore:
                         "clock_uncertainty_ns": log.offset.uncertainty_ns}
                     for n, log in self.nodes.items()}
 
+    def events_for(self, ref: TrialRef, batch: list[EventRow]) -> list[EventRow]:
+        return []  # a trial's rows come from trial_events, when the lane ends the trial
+
     def offsets(self) -> dict[str, dict[str, int | str]]:
         with self._lock:
             return {n: {"offset_ns": log.offset.offset_ns,
                         "uncertainty_ns": log.offset.uncertainty_ns,
                         "clock": log.offset.clock or f"node:{n}"}
                     for n, log in self.nodes.items()}
+
+
+def _open(ctx: SourceContext) -> AgentStore:
+    return AgentStore(ctx.provider.start_agents(ctx.token, ctx.probe_interval_ms))
+
+
+register("agents", _open)

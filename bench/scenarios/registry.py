@@ -1,0 +1,83 @@
+"""Scenarios by name, as measurements are in ClusterLoader2: each scenario module
+registers one object, and the CLI, the cycle and the trial count all ask this registry.
+
+A scenario is one step of a lane's cycle on one fresh pod. `order` places it in the
+cycle; an `always` scenario runs in every cycle (scale-up creates the pod, delete removes
+it) and is recorded only when selected; the others run only when selected. `directions`
+are the trials one run of it records, in order; `gated` asks for the readiness gate on
+the cycle's pod. Adding a scenario is adding a module under bench/scenarios/ that calls
+`register` and importing it in bench/scenarios/__init__.py.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from bench.errors import UserError
+
+if TYPE_CHECKING:
+    from bench.scenarios.lane import Cycle
+
+
+class Scenario(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def order(self) -> int: ...  # place in the cycle, smallest first
+
+    @property
+    def directions(self) -> tuple[str, ...]: ...  # trials one run records: "add"/"remove"
+
+    @property
+    def always(self) -> bool: ...  # runs in every cycle (setup, cleanup), selected or not
+
+    @property
+    def gated(self) -> bool: ...  # the cycle's pod needs the readiness gate
+
+    def run(self, cycle: Cycle) -> None: ...
+
+
+_BY_NAME: dict[str, Scenario] = {}
+
+
+def register(scenario: Scenario) -> Scenario:
+    if scenario.name in _BY_NAME:
+        raise ValueError(f"scenario {scenario.name!r} is registered twice")
+    _BY_NAME[scenario.name] = scenario
+    return scenario
+
+
+def names() -> tuple[str, ...]:
+    """Every registered scenario, in cycle order."""
+    return tuple(s.name for s in sorted(_BY_NAME.values(), key=lambda s: s.order))
+
+
+def get(name: str) -> Scenario:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise UserError(f"unknown scenario {name!r} (available: {', '.join(names())})"
+                        ) from None
+
+
+def cycle(selected: tuple[str, ...]) -> list[Scenario]:
+    """What one cycle runs, in order: the `always` scenarios and the selected ones."""
+    chosen = {get(n).name for n in selected}
+    return sorted((s for s in _BY_NAME.values() if s.always or s.name in chosen),
+                  key=lambda s: s.order)
+
+
+def transitions(selected: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(scenario, direction) of every trial one cycle records, in cycle order."""
+    return [(s.name, d) for s in cycle(selected) if s.name in selected for d in s.directions]
+
+
+def parse_scenarios(raw: str) -> tuple[str, ...]:
+    """--scenario: comma-separated registered names, duplicates dropped, order kept."""
+    chosen = tuple(dict.fromkeys(s.strip() for s in raw.split(",") if s.strip()))
+    for n in chosen:
+        get(n)
+    if not chosen:
+        raise UserError("--scenario: name at least one of " + ", ".join(names()))
+    return chosen
