@@ -250,7 +250,10 @@ def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str
             if own := imageload.recognise(kubeconfig):
                 agent_image = imageload.agent_image_for(own, say=say)
         # no --proxy-mode: no mode to check; the provider reads the cluster's own
-        return KubeconfigProvider.open(kubeconfig, agent_image=agent_image,
+        from bench.build import agentimage
+
+        return KubeconfigProvider.open(kubeconfig,
+                                       agent_image=agent_image or agentimage.default_ref(),
                                        max_skew_ms=max_skew_ms, modes=modes,
                                        probe_interval_ms=probe_interval_ms, say=say)
     if agent_image or max_skew_ms is not None:

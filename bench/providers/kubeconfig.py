@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__, prom, workloads
-from bench.build import agentimage
 from bench.errors import ClusterError, UserError
 from bench.kube import Kube, first_line
 from bench.poll import WaitTimeout, wait_until
@@ -108,19 +107,21 @@ class KubeconfigProvider:
 
     # --- opening -----------------------------------------------------------------------
     @classmethod
-    def open(cls, kubeconfig: str | Path, agent_image: str | None = None,
+    def open(cls, kubeconfig: str | Path, agent_image: str,
              max_skew_ms: float | None = None, probe_interval_ms: float = DEFAULT_PROBE_MS,
              modes: tuple[str, ...] = (), say: Say = print, **agent: Any
              ) -> KubeconfigProvider:
         """Check, deploy the agents, learn the mode and clocks; undo everything on failure.
-        `modes`: the modes the run will ask for, refused here if the cluster runs another."""
+        `modes`: the modes the run will ask for, refused here if the cluster runs another.
+        `agent_image`: a reference the nodes can pull or already hold (the CLI defaults it
+        to the locally built image's; the run path never imports the image build)."""
         api = kubeapi.connect(kubeconfig)
         try:
             kubeapi.require_permissions(api)
         except BaseException:
             api.close()
             raise
-        options = AgentOptions(image=agent_image or agentimage.default_ref(), **agent)
+        options = AgentOptions(image=agent_image, **agent)
         provider = cls(api, options, max_skew_ms, say)
         provider._install_signals()
         try:
