@@ -242,7 +242,7 @@ def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str
     if cluster and kubeconfig:
         raise UserError("give --cluster or --kubeconfig, not both")
     if kubeconfig:
-        from bench.providers.kubeconfig import KubeconfigProvider
+        from bench.providers.kubeconfig.provider import KubeconfigProvider
 
         if not agent_image:  # a cluster hopbench created gets the image built and loaded
             from bench.cluster import imageload

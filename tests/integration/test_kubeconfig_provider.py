@@ -26,7 +26,7 @@ from bench.cluster.local import cluster, live, pki, teardown
 from bench.cluster.local.spec import ClusterSpec
 from bench.errors import ClusterError, UserError
 from bench.poll import wait_until
-from bench.providers.kubeconfig import KubeconfigProvider
+from bench.providers.kubeconfig.provider import KubeconfigProvider
 from bench.providers.local import LocalProvider
 from bench.results.schema import ALL_NODES
 from bench.results.store import load_hops, load_meta

@@ -1,13 +1,12 @@
 """The kubeconfig provider's pure decisions: kube-proxy mode and port, requested modes,
-clock-offset verdicts. Hand-written inputs, no cluster."""
+the mode once the agents reported. Hand-written inputs, no cluster."""
 
 from __future__ import annotations
 
 import pytest
 
 from bench.errors import UserError
-from bench.providers import clusterfacts as facts
-from bench.sources.agents import ClockOffset
+from bench.providers.kubeconfig import facts
 
 KUBEADM_CONF = """\
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -66,12 +65,32 @@ def test_requested_mode_must_be_current() -> None:
         facts.check_requested("userspace", "iptables", "src")
 
 
-def test_skew_verdict() -> None:
-    offsets = {"n2": ClockOffset(0, 6_000_000, 20), "n1": ClockOffset(-3, 400_000, 20)}
-    assert facts.skew_problems(offsets, 5.0) == ["n2 ±6.00 ms"]
-    assert facts.skew_problems(offsets, 10.0) == []
-    assert facts.skew_problems(offsets, 0.1) == ["n1 ±0.40 ms", "n2 ±6.00 ms"]
-    refuse = facts.skew_message(["n2 ±6.00 ms"], 5.0, refuse=True)
-    warn = facts.skew_message(["n2 ±6.00 ms"], 5.0, refuse=False)
-    assert "--max-skew 5 ms on n2 ±6.00 ms" in refuse and "\n" not in refuse
-    assert "prober interval" in warn and "--max-skew MS refuses" in warn
+def _seen(mode: str, metrics: bool = True) -> dict[str, str]:
+    return {"rule_mode": mode, "rule_method": "x",
+            "kube_proxy_metrics": "reachable" if metrics else "unreachable: refused"}
+
+
+NO_CM = facts.from_configmap(None)
+CM_NFT = facts.from_configmap({"config.conf": KUBEADM_CONF.format(mode="nftables")})
+
+
+def test_mode_from_agents_without_configmap() -> None:
+    observed = {"n1": _seen("nftables"), "n2": _seen("nftables")}
+    assert facts.mode_from_agents(NO_CM, observed) == ("nftables", facts.AGENTS_SOURCE, [])
+
+
+def test_mode_from_agents_needs_kube_proxy_metrics_without_configmap() -> None:
+    observed = {"n1": _seen("iptables"), "n2": _seen("iptables", metrics=False)}
+    with pytest.raises(UserError, match=r"cannot tell the kube-proxy mode: .*"
+                                        r"127\.0\.0\.1:10249 on n2 \(is kube-proxy"):
+        facts.mode_from_agents(NO_CM, observed)
+
+
+def test_configmap_wins_and_disagreement_is_a_warning() -> None:
+    observed = {"n1": _seen("nftables"), "n2": _seen("iptables", metrics=False)}
+    mode, source, warnings = facts.mode_from_agents(CM_NFT, observed)
+    assert (mode, source) == ("nftables", facts.CONFIGMAP_SOURCE)
+    assert warnings == [
+        "kube-proxy ConfigMap says nftables but the rules on n2 look like iptables",
+        "kube-proxy metrics unreachable on n2: sync times (slice→sync, sync→rule) will "
+        "be missing there"]

@@ -21,7 +21,7 @@ import yaml
 
 from bench import kube
 from bench.errors import UserError
-from bench.providers import kubeapi
+from bench.providers.kubeconfig import preflight
 
 
 def hopbench(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -52,30 +52,30 @@ def _fake_api(monkeypatch: pytest.MonkeyPatch,
     def client(kubeconfig: Path, **kw: object) -> kube.Kube:
         return real(kubeconfig, transport=lambda verify: httpx.MockTransport(handler))
 
-    monkeypatch.setattr(kubeapi, "Kube", client)
+    monkeypatch.setattr(preflight, "Kube", client)
 
 
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=f"kubeconfig {tmp_path}/nope does not exist"):
-        kubeapi.connect(tmp_path / "nope")
+        preflight.connect(tmp_path / "nope")
 
 
 def test_directory_and_garbage(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="is not a file"):
-        kubeapi.connect(tmp_path)
+        preflight.connect(tmp_path)
     (tmp_path / "bad").write_text("clusters: [unclosed")
     with pytest.raises(UserError, match="not readable YAML"):
-        kubeapi.connect(tmp_path / "bad")
+        preflight.connect(tmp_path / "bad")
     (tmp_path / "empty").write_text("apiVersion: v1\nkind: Config\n")
     with pytest.raises(UserError, match="names no cluster"):
-        kubeapi.connect(tmp_path / "empty")
+        preflight.connect(tmp_path / "empty")
 
 
 def test_unreachable_api_server(tmp_path: Path) -> None:
     port = _closed_port()
     cfg = write_kubeconfig(tmp_path / "kc", f"https://127.0.0.1:{port}")
     with pytest.raises(UserError) as err:
-        kubeapi.connect(cfg)
+        preflight.connect(cfg)
     msg = str(err.value)
     assert msg.startswith(f"cannot reach the API server at https://127.0.0.1:{port}")
     assert "\n" not in msg
@@ -84,13 +84,13 @@ def test_unreachable_api_server(tmp_path: Path) -> None:
 def test_rejected_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_api(monkeypatch, lambda req: httpx.Response(401, json={"message": "Unauthorized"}))
     with pytest.raises(UserError, match="rejected the credentials .*401"):
-        kubeapi.connect(write_kubeconfig(tmp_path / "kc", "https://api.test:6443"))
+        preflight.connect(write_kubeconfig(tmp_path / "kc", "https://api.test:6443"))
 
 
 def test_not_an_api_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_api(monkeypatch, lambda req: httpx.Response(200, text="<html>hello</html>"))
     with pytest.raises(UserError, match="does not look like a Kubernetes API server"):
-        kubeapi.connect(write_kubeconfig(tmp_path / "kc", "https://api.test:6443"))
+        preflight.connect(write_kubeconfig(tmp_path / "kc", "https://api.test:6443"))
 
 
 def test_missing_rbac_is_listed_on_one_line(tmp_path: Path,
@@ -105,18 +105,18 @@ def test_missing_rbac_is_listed_on_one_line(tmp_path: Path,
             "allowed": (a["verb"], a["resource"]) not in denied}})
 
     _fake_api(monkeypatch, handler)
-    api = kubeapi.connect(write_kubeconfig(tmp_path / "kc", "https://api.test:6443"))
-    kubeapi.require_permissions(api)
+    api = preflight.connect(write_kubeconfig(tmp_path / "kc", "https://api.test:6443"))
+    preflight.require_permissions(api)
     denied.update({("create", "daemonsets"), ("watch", "endpointslices")})
     with pytest.raises(UserError) as err:
-        kubeapi.require_permissions(api)
+        preflight.require_permissions(api)
     msg = str(err.value)
     assert msg.endswith("missing RBAC permissions for a hopbench run: create daemonsets.apps, "
                         "watch endpointslices.discovery.k8s.io") and "\n" not in msg
-    denied.update((p.verb, p.resource) for p in kubeapi.REQUIRED if p.resource != "pods")
+    denied.update((p.verb, p.resource) for p in preflight.REQUIRED if p.resource != "pods")
     with pytest.raises(UserError, match=r": create namespaces, delete namespaces, list nodes, "
                                         r"create serviceaccounts, create secrets and 4 more$"):
-        kubeapi.require_permissions(api)
+        preflight.require_permissions(api)
 
 
 WIDE = {**os.environ, "COLUMNS": "400"}  # rich wraps at the terminal width, 80 in a pipe

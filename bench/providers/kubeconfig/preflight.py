@@ -1,6 +1,7 @@
 """The checks a kubeconfig run does before it creates anything: the file exists and loads,
-the API server answers, and the user may do everything the run will do
-(SelfSubjectAccessReview). The client itself is bench.kube's.
+the API server answers, the user may do everything the run will do
+(SelfSubjectAccessReview), and the agent namespace is free. The client itself is
+bench.kube's.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.kube import ApiUnreachable, Kube, TransportFactory, kubeconfig_path
+from bench.poll import WaitTimeout, wait_until
 
 PREFLIGHT_TIMEOUT_S = 8.0
 SHOW_MISSING = 5  # permissions named in the error; the rest are counted
+NAMESPACE_FREE_WAIT_S = 60.0  # for an earlier run's agent namespace to finish terminating
 
 
 @dataclass(frozen=True)
@@ -88,3 +91,25 @@ def require_permissions(api: Kube, perms: tuple[Permission, ...] = REQUIRED) -> 
         more = f" and {len(missing) - SHOW_MISSING} more" if len(missing) > SHOW_MISSING else ""
         raise UserError(f"kubeconfig {api.kubeconfig}: missing RBAC permissions for a "
                         f"hopbench run: {shown}{more}")
+
+
+def claim_namespace(api: Kube, ns: str, part_of: str) -> set[str]:
+    """Wait for `ns` to be free (an earlier run's may still be terminating), or one clear
+    line; then the hopbench namespaces (label `part_of`) already there, which cleanup
+    leaves alone."""
+
+    def free() -> bool:
+        obj = api.get(f"/api/v1/namespaces/{ns}")
+        if obj is not None and obj.get("status", {}).get("phase") != "Terminating":
+            raise UserError(f"namespace {ns} already exists: another hopbench run is "
+                            f"using this cluster, or an earlier one was killed "
+                            f"(kubectl delete namespace {ns})")
+        return obj is None
+
+    try:
+        wait_until(free, NAMESPACE_FREE_WAIT_S, 1, f"namespace {ns} to be deleted")
+    except WaitTimeout as exc:
+        raise UserError(f"namespace {ns} is still being deleted after "
+                        f"{NAMESPACE_FREE_WAIT_S:.0f}s") from exc
+    listed = api.get("/api/v1/namespaces", labelSelector=part_of) or {}
+    return {i["metadata"]["name"] for i in listed.get("items", [])}

@@ -2,8 +2,8 @@
 
 Kept apart from the provider so they are tested with hand-written inputs: which
 kube-proxy mode the cluster runs (from the kube-proxy ConfigMap that kubeadm and kind
-write, else from what the node agents see in each node's rules), which port kube-proxy's
-metrics listen on, and whether a node agent's clock offset is known well enough.
+write, else from what the node agents see in each node's rules), and which port
+kube-proxy's metrics listen on. Whether a clock offset is known well enough: clocks.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import yaml
 
 from bench.cluster.local.spec import PROXY_MODES
 from bench.errors import UserError
-from bench.sources.agents import ClockOffset
 
 DEFAULT_METRICS_PORT = 10249
 #: on Linux an empty `mode` means iptables (kube-proxy's own default)
@@ -77,16 +76,29 @@ def check_requested(requested: str, current: str, source: str) -> None:
                         f"run with --proxy-mode {current}, or switch kube-proxy yourself")
 
 
-def skew_problems(offsets: dict[str, ClockOffset], limit_ms: float) -> list[str]:
-    """Nodes whose offset uncertainty exceeds `limit_ms`, described for one line."""
-    return [f"{node} ±{o.uncertainty_ns / 1e6:.2f} ms"
-            for node, o in sorted(offsets.items()) if o.uncertainty_ns > limit_ms * 1e6]
-
-
-def skew_message(problems: list[str], limit_ms: float, refuse: bool) -> str:
-    what = ("clock offset uncertainty above --max-skew " if refuse
-            else "clock offset uncertainty above the prober interval ")
-    return (f"{what}{limit_ms:g} ms on {', '.join(problems)}: hops that cross from the "
-            "harness clock to a node clock (slice→sync, Ready→first answer, unready→rule "
-            "gone, unready→last answer) can be off by that much; node-local hops are not"
-            + ("" if refuse else " (--max-skew MS refuses such a run)"))
+def mode_from_agents(proxy: ProxyConfig, observed: dict[str, dict[str, Any]]
+                     ) -> tuple[str, str, list[str]]:
+    """(mode, its source, warnings) once the agents reported each node's rules and whether
+    kube-proxy's metrics answer there. Without a ConfigMap the mode is the rules' one,
+    accepted only where the metrics answer: a node without kube-proxy is never taken for
+    iptables."""
+    no_metrics = [n for n, s in observed.items() if s["kube_proxy_metrics"] != "reachable"]
+    rule_modes = {n: str(s["rule_mode"]) for n, s in observed.items()}
+    warnings = []
+    if proxy.mode:
+        mode, source = proxy.mode, proxy.source
+        differ = {n: m for n, m in rule_modes.items() if m != mode}
+        if differ:
+            warnings.append(f"kube-proxy ConfigMap says {mode} but the rules on "
+                            + ", ".join(f"{n} look like {m}" for n, m in differ.items()))
+    elif no_metrics:
+        raise UserError(
+            "cannot tell the kube-proxy mode: no kube-system/kube-proxy ConfigMap, and no "
+            f"kube-proxy metrics at 127.0.0.1:{proxy.metrics_port} on "
+            f"{', '.join(no_metrics)} (is kube-proxy running there?)")
+    else:
+        mode, source = observed_mode(rule_modes), AGENTS_SOURCE
+    if no_metrics:
+        warnings.append(f"kube-proxy metrics unreachable on {', '.join(no_metrics)}: "
+                        "sync times (slice→sync, sync→rule) will be missing there")
+    return mode, source, warnings
