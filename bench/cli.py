@@ -48,6 +48,8 @@ def build_progress() -> tuple[Progress, Callable[[str, int, int], None]]:
     tasks: dict[str, TaskID] = {}
 
     def cb(stage: str, done: int, total: int) -> None:
+        if not tasks:  # shown only once a build actually runs
+            progress.start()
         if stage not in tasks:
             tasks[stage] = progress.add_task(f"go build {stage}", total=total)
         progress.update(tasks[stage], completed=done, total=total)
@@ -347,10 +349,12 @@ def cluster_up(
     from bench.cluster import lifecycles
 
     lifecycle = lifecycles.get(provider)
-    progress, cb = build_progress()  # shown only if the Go build has to run first
-    with progress:
+    progress, cb = build_progress()  # starts only if the Go build has to run first
+    try:
         kubeconfig = lifecycle.up(name, nodes, proxy_mode, component_arg or [], say=say,
                                   build_progress=cb)
+    finally:
+        progress.stop()
     out.print(str(kubeconfig))
 
 
