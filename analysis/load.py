@@ -34,7 +34,7 @@ EVENTS_FILE = "events.parquet"
 KEY_PROVENANCE: tuple[str, ...] = ("kubernetes_version", "provider", "node_count")
 RUN_ENV = "HOPBENCH_RUN_DIR"
 #: one trial of a run (docs/design.md §1: one endpoint transition of one Service)
-_TRIAL_KEY = ["proxy_mode", "scenario", "direction", "trial", "service"]
+_TRIAL_KEY = ["point", "proxy_mode", "scenario", "direction", "trial", "service"]
 DEFAULT_RUN = "results/sample"
 
 

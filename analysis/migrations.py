@@ -84,3 +84,15 @@ def _v0_latency_in_seconds(run: RawRun) -> RawRun:
         hops = hops.assign(latency_ms=hops["latency_s"].astype("float64") * 1000.0)
         hops = hops.drop(columns=["latency_s"])
     return replace(run, meta=_bumped(run.meta, 1), hops=hops)
+
+
+@migration(1)
+def _v1_point_column(run: RawRun) -> RawRun:
+    """Schema 2 adds the sweep point (`point`) to events and hops; a run of schema 1 had no
+    background: the point "" (bench.results.point)."""
+    hops, events = run.hops, run.events
+    if len(hops.columns) and "point" not in hops.columns:
+        hops = hops.assign(point="")
+    if len(events.columns) and "point" not in events.columns:
+        events = events.assign(point="")
+    return replace(run, meta=_bumped(run.meta, 2), hops=hops, events=events)

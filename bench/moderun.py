@@ -18,6 +18,7 @@ from bench.errors import ClusterError
 from bench.latency import sli_delta, watch_delay
 from bench.providers.base import Provider
 from bench.results.modeblock import ModeBlock, accumulate, rate
+from bench.results.point import Point
 from bench.results.schema import Ev, EventRow
 from bench.results.store import RunStore, load_events
 from bench.scenarios import Lane, split_trials
@@ -36,9 +37,13 @@ CHECKPOINT_EVERY_S = 5.0  # run.json's block of the mode so far (its trials, ela
 class ModeRun:
     def __init__(self, provider: Provider, store: RunStore, cfg: RunConfig, run_id: str,
                  mode: str, progress: Progress, say: Callable[[str], None],
-                 on_progress: OnProgress) -> None:
+                 on_progress: OnProgress, point: Point | None = None, top: bool = True
+                 ) -> None:
         self.provider, self.store, self.cfg, self.run_id, self.mode = (
             provider, store, cfg, run_id, mode)
+        self.point = point or Point()  # the sweep point (bench.sweep): its label on every row
+        self.label, self.top = self.point.label, top  # top: run.json's `modes` is this point's
+        self.extra = ModeBlock()  # keys the runner adds to the block (program_s, ...)
         self.progress, self.say, self.on_progress = progress, say, on_progress
         self.sc = cfg.scenario
         self.per_cycle = len(self.sc.transitions)
@@ -48,9 +53,10 @@ class ModeRun:
         self.todo: list[int] = []
         self.switch_s = 0.0
         self.started = self.last_flush = self.last_checkpoint = time.monotonic()
-        self.before = store.meta.get("modes", {}).get(mode)  # earlier segments (--resume)
+        self.before = mode_block(store.meta, self.label, mode)  # earlier segments (--resume)
         self.seg_trials = 0  # trials this segment recorded; none once its block is final
-        self.ns = cfg.namespace or f"hopbench-{run_id[:6]}-{mode[:3]}"
+        self.ns = cfg.namespace or f"hopbench-{run_id[:6]}-{mode[:3]}" + (
+            f"-bg{self.point.services}" if self.point.services else "")
         self.api: Any = None
         self.opened: sources.Opened | None = None  # every registered source that applies
         self.agents: AgentStore | None = None  # two of them the lanes and the block use
@@ -59,7 +65,7 @@ class ModeRun:
     # --- steps, in order -----------------------------------------------------------------
     def recorded(self, t: int) -> frozenset[str]:
         done = self.store.complete_trials
-        return frozenset(n for n in self.sc.scenarios if (self.mode, n, t) in done)
+        return frozenset(n for n in self.sc.scenarios if (self.label, self.mode, n, t) in done)
 
     def plan(self) -> bool:
         """The cycles still to run (all, or those a --resume lacks); False if none."""
@@ -98,7 +104,8 @@ class ModeRun:
         image = self.cfg.target_image or workloads.target_image(tag)
         self.lanes = [Lane(api=self.api, namespace=self.ns, service=f"svc{k}", image=image,
                            agents=self.agents, registry=registry, run_id=self.run_id,
-                           mode=self.mode, cfg=self.sc, on_trial=self.on_trial)
+                           mode=self.mode, cfg=self.sc, on_trial=self.on_trial,
+                           point=self.label)
                       for k in range(self.sc.parallel)]
         targets = [{"name": ln.service, "ip": ln.setup(), "port": 80} for ln in self.lanes]
         for ln in self.lanes:
@@ -158,7 +165,7 @@ class ModeRun:
         self.store.flush()
         block = self._block(elapsed, sli_after)
         self.seg_trials = 0
-        whole = record_mode(self.store, self.mode, self.before, block)
+        whole = record_mode(self.store, self.mode, self.before, block, self.label, self.top)
         cpu = block["agent_cpu_fraction"]
         self.say(f"{self.mode}: {block['trials']} trials in {elapsed:.0f}s "
                  f"({block['trials_per_minute']}/min), agent CPU "
@@ -186,6 +193,7 @@ class ModeRun:
         kpc = getattr(self.provider, "kube_proxy_config", None)
         if kpc:
             block["kube_proxy_config"] = kpc()
+        block.update(self.extra)
         return block
 
     def close(self) -> None:
@@ -246,19 +254,33 @@ class ModeRun:
             record_mode(self.store, self.mode, self.before, ModeBlock(
                 trials=self.seg_trials, elapsed_s=round(elapsed, 1),
                 trials_per_minute=rate(self.seg_trials, elapsed),
-                proxy_switch_s=round(self.switch_s, 2)))
+                proxy_switch_s=round(self.switch_s, 2), **self.extra), self.label, self.top)
 
 
-def record_mode(store: RunStore, mode: str, before: ModeBlock | None, segment: ModeBlock
-                ) -> ModeBlock:
+def record_mode(store: RunStore, mode: str, before: ModeBlock | None, segment: ModeBlock,
+                point: str = "", top: bool = True) -> ModeBlock:
     """Write run.json's block of `mode`, the whole run's: this segment of its trials added
     to what earlier segments (`before`, as run.json held it when this segment began)
-    recorded. Returns the block written."""
+    recorded. Returns the block written. With a `point` label it goes to
+    `points[point]["modes"]` too; `top`: to the top-level `modes` (the first point's)."""
     whole = accumulate(before, segment)
-    modes = {**store.meta.get("modes", {}), mode: whole}
-    sli = {**store.meta.get("sli", {}), mode: whole.get("sli", {})}  # analysis reads it here
-    store.update_meta({"modes": modes, "sli": sli})
+    meta, update = store.meta, {}
+    if top:
+        update["modes"] = {**meta.get("modes", {}), mode: whole}
+        update["sli"] = {**meta.get("sli", {}), mode: whole.get("sli", {})}  # analysis reads it
+    if point:
+        points = meta.get("points", {})
+        here = points.get(point, {})
+        update["points"] = {**points, point: {**here, "modes": {**here.get("modes", {}),
+                                                                mode: whole}}}
+    store.update_meta(update)
     return whole
+
+
+def mode_block(meta: dict[str, Any], point: str, mode: str) -> ModeBlock | None:
+    """The block run.json holds for `mode` at `point` (the sweep's, else the top-level)."""
+    at = ((meta.get("points") or {}).get(point) or {}).get("modes") or {}
+    return at.get(mode) if at or point else (meta.get("modes") or {}).get(mode)
 
 
 def sli_buckets(metrics: dict[str, str]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Latency distribution per hop, as a table for the CLI (`show`, end of a run).
 
-A quick and honest look at a run without the notebooks. One line per proxy_mode x
-scenario x direction x hop x scope, where scope is (same names as analysis.frame)
+A quick and honest look at a run without the notebooks. One line per sweep point x
+proxy_mode x scenario x direction x hop x scope (a run without a sweep has one point, ""),
+where scope is (same names as analysis.frame)
 - "cluster":   a cluster-level hop (one sample per trial, node == CLUSTER);
 - "node":      a per-node hop pooled over every node row (one sample per trial and node);
 - "all-nodes": the same hop's ALL_NODES rows, "all nodes converged" = max over nodes
@@ -25,10 +26,11 @@ from rich import box
 from rich.table import Table
 
 from analysis.quantiles import quantiles, sample
+from bench.results.point import Point
 from bench.results.schema import ALL_NODES, CLUSTER, HOP_DTYPES, HOPS, instruments
 from bench.timeline import coerce
 
-KEYS = ["proxy_mode", "scenario", "direction", "hop", "scope"]
+KEYS = ["point", "proxy_mode", "scenario", "direction", "hop", "scope"]
 QUANTILES = {"p50_ms": 0.50, "p90_ms": 0.90, "p99_ms": 0.99}
 SUMMARY_DTYPES: dict[str, str] = {
     **dict.fromkeys(KEYS, "str"),
@@ -41,7 +43,7 @@ _LABEL: dict[tuple[str, str], str] = {(h.direction, h.name): h.label for h in HO
 
 
 def summary_table(hops: pd.DataFrame) -> pd.DataFrame:
-    """Distribution of latency_ms per (proxy_mode, scenario, direction, hop, scope)."""
+    """Distribution of latency_ms per (point, proxy_mode, scenario, direction, hop, scope)."""
     df = coerce(hops, HOP_DTYPES)
     df["scope"] = np.select(
         [df["node"] == CLUSTER, df["node"] == ALL_NODES], [SCOPES[0], SCOPES[2]], SCOPES[1]
@@ -65,7 +67,9 @@ def _line(key: tuple[Any, ...], group: pd.DataFrame) -> dict[str, Any]:
 
 def _order(line: Mapping[str, Any]) -> tuple[Any, ...]:
     hop = _HOP_ORDER.get((line["direction"], line["hop"]), len(_HOP_ORDER))
-    return (line["proxy_mode"], line["scenario"], line["direction"], hop, line["hop"],
+    p = Point.parse(line["point"])
+    return (p.services, p.endpoints, p.churn_per_s, line["proxy_mode"], line["scenario"],
+            line["direction"], hop, line["hop"],
             SCOPES.index(line["scope"]))
 
 
@@ -88,11 +92,13 @@ def render(df: pd.DataFrame, title: str = "latency per hop (ms)", width: int | N
         table.add_column(name, justify="right", no_wrap=True)
     group = None
     for r in df.to_dict("records"):
-        key = (str(r["proxy_mode"]), str(r["scenario"]), str(r["direction"]))
+        key = (str(r["proxy_mode"]), str(r["scenario"]), str(r["direction"]), str(r["point"]))
         if key != group:
             group = key
             table.add_section()
-            table.add_row(f"[bold]{key[0]} / {key[1]} ({key[2]})[/]", *[""] * (1 + len(stats)))
+            at = f" @ {key[3]}" if key[3] else ""  # the sweep point; "" without a sweep
+            table.add_row(f"[bold]{key[0]} / {key[1]} ({key[2]}){at}[/]",
+                          *[""] * (1 + len(stats)))
         scope = {"all-nodes": "all"}.get(str(r["scope"]), str(r["scope"]))
         cells = {"n": str(r["n"]), "cens": str(r["censored"]), "neg": str(r["negative"]),
                  **{c[:3]: _ms(float(r[c])) for c in (*QUANTILES, "max_ms")}}

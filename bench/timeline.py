@@ -36,10 +36,10 @@ CARRIES_VALUE = frozenset({Ev.FAIL_LAST})
 #: bookkeeping events: they say nothing about whether a node's agent observed the trial
 _NOT_OBSERVATIONS = frozenset({Ev.CENSOR, Ev.TRIAL_END})
 _NS_PER_MS = 1e6
-#: a trial: (run_id, trial, direction, proxy_mode, service, scenario); one run measures
-#: several modes, with --parallel several Services, and a crash or readiness-flap cycle an
-#: add and a removal of its own, all under the same trial numbers
-TrialKey = tuple[str, int, str, str, str, str]
+#: a trial: (run_id, trial, direction, proxy_mode, service, scenario, point); one run
+#: measures several modes (and sweep points), with --parallel several Services, and a crash
+#: or readiness-flap cycle an add and a removal of its own, all under the same trial numbers
+TrialKey = tuple[str, int, str, str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class _Trial:
     """All events of one (run_id, trial, direction), indexed for the hop loop."""
 
     key: TrialKey
-    meta: dict[str, str]                          # service, scenario, proxy_mode
+    meta: dict[str, str]                          # service, scenario, proxy_mode, point
     points: dict[tuple[str, str], list[_Point]]   # (node, event) -> sorted by time
     censor: dict[str, str]                        # node (or CLUSTER) -> reason
     observed: dict[str, int]                      # node -> coarsest resolution_ns seen there
@@ -92,7 +92,7 @@ def assemble(events: pd.DataFrame) -> pd.DataFrame:
 
     Rules, in the order they apply:
     - Times go to the harness clock: t_ns + offset_ns. A trial is (run_id, trial, direction,
-      proxy_mode, service, scenario);
+      proxy_mode, service, scenario, point);
       run-level events (trial < 0 or no direction) only tell which nodes a run has.
     - Each hop of `schema.HOPS` whose direction matches yields one row (node CLUSTER) if it
       is cluster-level, else one row per node of the run plus an ALL_NODES row. Events of
@@ -146,14 +146,15 @@ def _trials(ev: pd.DataFrame) -> Iterator[_Trial]:
     for values in zip(*(ev[c].tolist() for c in columns), strict=True):  # in time order
         r = dict(zip(columns, values, strict=True))
         key = (str(r["run_id"]), int(r["trial"]), str(r["direction"]), str(r["proxy_mode"]),
-               str(r["service"]), str(r["scenario"]))
+               str(r["service"]), str(r["scenario"]), str(r["point"]))
         groups.setdefault(key, []).append(r)
     for key in sorted(groups):
         yield _index_trial(key, groups[key])
 
 
 def _index_trial(key: TrialKey, group: list[dict[str, Any]]) -> _Trial:
-    meta = {c: _first_nonempty(r[c] for r in group) for c in ("service", "scenario", "proxy_mode")}
+    meta = {c: _first_nonempty(r[c] for r in group)
+            for c in ("service", "scenario", "proxy_mode", "point")}
     points: dict[tuple[str, str], list[_Point]] = {}
     censor: dict[str, str] = {}
     observed: dict[str, int] = {}

@@ -15,7 +15,9 @@ the kill. So the reader merges the two (bench/results/store.py says which file h
 A finished run's parquet holds its whole journal (the writer flushes before it marks the
 run finished), so its journal is not read: a long run's journal takes seconds to parse.
 A run of an older schema version (read with `any_version=True`, for analysis.migrations)
-comes back as its parquet files hold it: only this version's journal is read.
+comes back as its parquet files hold it: only this version's journal is read; except a
+version in `schema.READS_AS_CURRENT` (1: no `point` column), read as this one with the
+missing column filled with its default ("", no background).
 Pure file reading: no Kubernetes client, so `analysis` may import this module.
 """
 
@@ -30,7 +32,13 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import UserError
-from bench.results.schema import EVENT_DTYPES, HOP_DTYPES, SCHEMA_VERSION, Ev
+from bench.results.schema import (
+    EVENT_DTYPES,
+    HOP_DTYPES,
+    READS_AS_CURRENT,
+    SCHEMA_VERSION,
+    Ev,
+)
 from bench.results.store import (
     EVENTS,
     HOPS,
@@ -44,7 +52,7 @@ from bench.results.store import (
 from bench.timeline import assemble, coerce, events_frame
 
 #: the columns that name one trial (as in timeline.TrialKey)
-TRIAL_COLUMNS = ["run_id", "trial", "direction", "proxy_mode", "service", "scenario"]
+TRIAL_COLUMNS = ["run_id", "trial", "direction", "proxy_mode", "service", "scenario", "point"]
 
 
 class RunFileError(UserError):
@@ -74,7 +82,7 @@ class RecordedRun:
     def hops(self) -> pd.DataFrame:
         """hops.parquet plus the hops assembled for every trial of `events` it lacks."""
         stored = (self.path / HOPS).is_file()
-        if self.meta.get("schema_version") != SCHEMA_VERSION:
+        if not _current(self.meta):
             if not stored:
                 raise UserError(f"{self.path}: no {HOPS} (the run wrote no assembled hops)")
             return pd.read_parquet(self.path / HOPS)
@@ -96,9 +104,9 @@ def read_run(run_dir: Path | str, *, any_version: bool = False) -> RecordedRun:
     schema_version is not this hopbench's.
     """
     path = Path(run_dir)
-    meta = read_meta(path) if any_version else load_meta(path)
+    meta = read_meta(path) if any_version else load_meta(path, older=True)
     stored = (path / EVENTS).is_file()
-    if meta.get("schema_version") != SCHEMA_VERSION:
+    if not _current(meta):
         return RecordedRun(path, meta, pd.read_parquet(path / EVENTS) if stored
                            else pd.DataFrame(), 0)
     events = _load(load_events, path / EVENTS) if stored else _empty(EVENT_DTYPES)
@@ -114,6 +122,13 @@ def read_run(run_dir: Path | str, *, any_version: bool = False) -> RecordedRun:
         events = pd.concat([events, rows], ignore_index=True) if len(events) else rows
         events = events.reset_index(drop=True)
     return RecordedRun(path, meta, events, len(extra))
+
+
+def _current(meta: dict[str, Any]) -> bool:
+    """Read as this version: this version's runs, and older ones that lack only a column
+    with a default (schema.READS_AS_CURRENT; e.g. 1, before the `point` column)."""
+    version = meta.get("schema_version")
+    return version == SCHEMA_VERSION or version in READS_AS_CURRENT
 
 
 def _load(load: Callable[[Path], pd.DataFrame], file: Path) -> pd.DataFrame:

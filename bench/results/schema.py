@@ -12,7 +12,10 @@ from typing import Any, Literal, TypedDict, get_type_hints
 
 from bench.results.modeblock import ModeBlock
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the `point` column (bench.results.point)
+#: older versions this code reads as the current one: their only difference is a column it
+#: fills with its default (1: no `point`, read as "" = no background)
+READS_AS_CURRENT = frozenset({1})
 
 Direction = Literal["add", "remove"]
 CLUSTER = ""  # node value of cluster-level events (API watch, harness)
@@ -94,6 +97,7 @@ class EventRow(TypedDict):
     service: str
     scenario: str
     proxy_mode: str
+    point: str          # sweep point label (bench.results.point); "" = no background
     direction: str      # "add" | "remove" | "" for run-level
     node: str           # CLUSTER for cluster-level events
     event: str
@@ -117,6 +121,7 @@ class HopRow(TypedDict):
     service: str
     scenario: str
     proxy_mode: str
+    point: str          # sweep point label, as in EventRow
     direction: str
     node: str           # ALL_NODES for the max-over-nodes row
     hop: str

@@ -8,7 +8,7 @@ the old file or the new one, never half of one. The two parquet files are replac
 the other, so a reader racing a flush may see events one flush ahead of hops.
 
 A trial is complete once the harness has appended its `trial_end` event (schema.Ev.TRIAL_END,
-same proxy_mode, scenario and trial). `RunStore.open` (for --resume) sets the events of
+same point, proxy_mode, scenario and trial). `RunStore.open` (for --resume) sets the events of
 incomplete trials aside in `events.discarded.jsonl`, so the trial can be run again cleanly.
 """
 
@@ -33,6 +33,7 @@ from bench.results.schema import (
     EVENT_COLUMNS,
     EVENT_DTYPES,
     HOP_DTYPES,
+    READS_AS_CURRENT,
     SCHEMA_VERSION,
     Ev,
     EventRow,
@@ -47,7 +48,7 @@ HOPS = "hops.parquet"
 _LOCK = ".lock"
 _RESERVED = frozenset({"schema_version", "status"})
 
-TrialKey = tuple[str, str, int]  # (proxy_mode, scenario, trial)
+TrialKey = tuple[str, str, str, int]  # (point, proxy_mode, scenario, trial)
 
 
 class RunStore:
@@ -112,7 +113,7 @@ class RunStore:
 
     @property
     def complete_trials(self) -> frozenset[TrialKey]:
-        """(proxy_mode, scenario, trial) of every trial whose trial_end is recorded."""
+        """(point, proxy_mode, scenario, trial) of every trial whose trial_end is recorded."""
         return frozenset(self._complete)
 
     def append_events(self, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -198,11 +199,13 @@ def write_hops(run_dir: Path | str, hops: pd.DataFrame) -> None:
     _write_parquet(Path(run_dir) / HOPS, hops)
 
 
-def load_meta(run_dir: Path | str) -> dict[str, Any]:
-    """run.json of a run directory, checked to be one this code can read."""
+def load_meta(run_dir: Path | str, *, older: bool = False) -> dict[str, Any]:
+    """run.json of a run directory, checked to be one this code can read (and, with
+    `older`, one of an older schema version it reads as its own: READS_AS_CURRENT)."""
     path = Path(run_dir) / RUN_JSON
     meta = read_meta(run_dir)
-    if meta.get("schema_version") != SCHEMA_VERSION:
+    if not (meta.get("schema_version") == SCHEMA_VERSION
+            or (older and meta.get("schema_version") in READS_AS_CURRENT)):
         raise UserError(f"{path}: schema_version {meta.get('schema_version')!r}, "
                         f"this hopbench reads {SCHEMA_VERSION}")
     return meta
@@ -239,15 +242,16 @@ def write_events(run_dir: Path | str, events: pd.DataFrame) -> None:
 def load_events(run_dir: Path | str) -> pd.DataFrame:
     """events.parquet with the schema's dtypes."""
     path = Path(run_dir) / EVENTS
-    return coerce(_read_parquet(path, f"its events are in the journal {JOURNAL}"),
+    return coerce(with_point(_read_parquet(path, f"its events are in the journal {JOURNAL}")),
                   EVENT_DTYPES)
 
 
 def load_hops(run_dir: Path | str) -> pd.DataFrame:
     """hops.parquet with the schema's dtypes."""
     path = Path(run_dir) / HOPS
-    return coerce(_read_parquet(path, f"run `hopbench reassemble {path.parent}`, which "
-                                      "rebuilds it from the run's events"), HOP_DTYPES)
+    return coerce(with_point(_read_parquet(path, f"run `hopbench reassemble {path.parent}`, "
+                                                 "which rebuilds it from the run's events")),
+                  HOP_DTYPES)
 
 
 def _read_parquet(path: Path, remedy: str) -> pd.DataFrame:
@@ -262,7 +266,13 @@ def _read_parquet(path: Path, remedy: str) -> pd.DataFrame:
 
 
 def _trial_key(e: Mapping[str, Any]) -> TrialKey:
-    return (str(e["proxy_mode"]), str(e["scenario"]), int(e["trial"]))
+    return (str(e["point"]), str(e["proxy_mode"]), str(e["scenario"]), int(e["trial"]))
+
+
+def with_point(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with a `point` column: a run written before sweeps (schema 1) lacks it, and
+    its trials ran with no background, the point "" (bench.results.point)."""
+    return df if "point" in df.columns else df.assign(point="")
 
 
 def _now() -> str:
@@ -315,7 +325,10 @@ def _read_journal(path: Path) -> list[EventRow]:
     last = len(lines) - 1  # after the final "\n": empty, or the torn tail
     for number, line in enumerate(lines):
         try:
-            rows.append(_checked_event(json.loads(line)))
+            parsed = json.loads(line)
+            if isinstance(parsed, dict):
+                parsed.setdefault("point", "")  # a journal of schema 1 (no sweeps)
+            rows.append(_checked_event(parsed))
         except (ValueError, TypeError, AttributeError) as exc:
             if number == last or (number == last - 1 and not lines[last]):
                 break

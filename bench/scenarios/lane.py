@@ -56,7 +56,8 @@ class Cycle:
 
     def ref(self, scenario: str, direction: str) -> TrialRef:
         lane = self.lane
-        return TrialRef(lane.run_id, self.trial, lane.service, scenario, lane.mode, direction)
+        return TrialRef(lane.run_id, self.trial, lane.service, scenario, lane.mode, direction,
+                        lane.point)
 
     def expect(self, ref: TrialRef, then: TrialRef | None = None) -> None:
         """Sources attribute what they see of the pod to `ref` (then to `then`)."""
@@ -71,12 +72,13 @@ class Cycle:
 class Lane:
     def __init__(self, *, api: Kube, namespace: str, service: str, image: str,
                  agents: AgentStore, registry: Registry, run_id: str, mode: str,
-                 cfg: ScenarioConfig, on_trial: TrialDone) -> None:
+                 cfg: ScenarioConfig, on_trial: TrialDone, point: str = "") -> None:
         self.pods = f"/api/v1/namespaces/{namespace}/pods"
         self.api, self.namespace, self.service, self.image = api, namespace, service, image
         self.agents, self.registry, self.run_id, self.mode, self.cfg = (
             agents, registry, run_id, mode, cfg)
         self.on_trial = on_trial
+        self.point = point  # sweep point label its trials carry
         self.cluster_ip = ""
         self._ready = threading.Event()  # the API watch saw the lane's pod become Ready
         self._focused = False

@@ -23,6 +23,7 @@ class TrialRef:
     scenario: str
     proxy_mode: str
     direction: str  # "add" | "remove"
+    point: str = ""  # sweep point label (bench.results.point); "" = no background
 
 
 Sink = Callable[[EventRow], None]  # where a source hands each row it records
@@ -73,7 +74,8 @@ def row(ref: TrialRef, event: str, t_ns: int, *, source: str, node: str = CLUSTE
         uncertainty_ns: int = 0, pod: str = "", pod_ip: str = "", value: float = math.nan,
         detail: dict[str, Any] | None = None) -> EventRow:
     return EventRow(run_id=ref.run_id, trial=ref.trial, service=ref.service,
-                    scenario=ref.scenario, proxy_mode=ref.proxy_mode, direction=ref.direction,
+                    scenario=ref.scenario, proxy_mode=ref.proxy_mode, point=ref.point,
+                    direction=ref.direction,
                     node=node, event=event, t_ns=int(t_ns), clock=clock,
                     offset_ns=int(offset_ns), uncertainty_ns=int(uncertainty_ns),
                     resolution_ns=int(resolution_ns), source=source, pod=pod, pod_ip=pod_ip,

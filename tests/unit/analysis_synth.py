@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.results.schema import ALL_NODES, CLUSTER, EVENT_COLUMNS, HOP_COLUMNS, HOPS, Ev
+from bench.results.schema import (
+    ALL_NODES,
+    CLUSTER,
+    EVENT_COLUMNS,
+    HOP_COLUMNS,
+    HOPS,
+    SCHEMA_VERSION,
+    Ev,
+)
 
 NS = 1_000_000  # ns per ms
 SYNC_MEDIAN_MS = {"iptables": 180.0, "nftables": 60.0, "ipvs": 45.0}
@@ -51,7 +59,7 @@ def make_run(path: Path | str, *, trials: int = 120, nodes: int = 3,
              directions: tuple[str, ...] = ("add", "remove"),
              provider: str = "local", kubernetes_version: str = "v1.35.0",
              seed: int = 0, censor_frac: float = 0.02, negative_frac: float = 0.0,
-             schema_version: int = 1, sli: bool = True, run_id: str | None = None,
+             schema_version: int = SCHEMA_VERSION, sli: bool = True, run_id: str | None = None,
              extra_meta: dict[str, Any] | None = None) -> Path:
     """Write a synthetic run directory and return its path."""
     out = Path(path)
@@ -75,8 +83,10 @@ def make_run(path: Path | str, *, trials: int = 120, nodes: int = 3,
         _emit_hops(ctx, times, hops)
         if direction == "add":
             sli_values[mode].append((times[Ev.PROXY_SYNC] - times[Ev.POD_READY][:, None]) / NS)
-    ev = pd.concat(events.parts, ignore_index=True)[EVENT_COLUMNS]
-    hp = pd.concat(hops.parts, ignore_index=True)[HOP_COLUMNS]
+    ev = pd.concat(events.parts, ignore_index=True).assign(point="")[EVENT_COLUMNS]
+    hp = pd.concat(hops.parts, ignore_index=True).assign(point="")[HOP_COLUMNS]
+    if schema_version < 2:  # before the sweep point column
+        ev, hp = ev.drop(columns=["point"]), hp.drop(columns=["point"])
     if schema_version == 0:
         hp = hp.assign(latency_s=hp["latency_ms"] / 1000.0).drop(columns=["latency_ms"])
     ev.to_parquet(out / "events.parquet", index=False)

@@ -119,7 +119,8 @@ def test_summary_quantiles_match_analysis_on_a_censored_sample(n: int) -> None:
     censored[-1] = True
     rows = pd.DataFrame({
         "run_id": "r", "trial": np.arange(n), "service": "s", "scenario": "scale-up",
-        "proxy_mode": "iptables", "direction": "add", "node": "n1", "hop": "slice_to_sync",
+        "proxy_mode": "iptables", "point": "", "direction": "add", "node": "n1",
+        "hop": "slice_to_sync",
         "start_event": "", "end_event": "", "latency_ms": np.where(censored, np.nan, values),
         "censored": censored, "censor_reason": "", "flag": "", "resolution_ms": 1.0,
         "value": np.nan})

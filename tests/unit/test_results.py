@@ -46,7 +46,8 @@ def ev(event: str, t_ms: int, node: str = "", trial: int = 1,
        value: float = math.nan) -> dict[str, Any]:
     return {
         "run_id": "r1", "trial": trial, "service": "svc-1", "scenario": "scale-up",
-        "proxy_mode": "nftables", "direction": "add" if trial >= 0 else "", "node": node,
+        "proxy_mode": "nftables", "point": "", "direction": "add" if trial >= 0 else "",
+        "node": node,
         "event": event, "t_ns": t_ms * MS, "clock": "harness", "offset_ns": 0,
         "uncertainty_ns": 0, "resolution_ns": MS, "source": "test", "pod": "web-1",
         "pod_ip": "10.1.0.7", "value": value, "detail": "",
@@ -144,7 +145,7 @@ def test_torn_last_line_after_a_kill_is_dropped(tmp_path: Path) -> None:
     meta, events, _ = read_all(run)
     assert meta["status"] == "running"
     assert meta["resumes"][0]["previous_status"] == "running"
-    assert len(events) == 7 and store.complete_trials == {("nftables", "scale-up", 1)}
+    assert len(events) == 7 and store.complete_trials == {("", "nftables", "scale-up", 1)}
     assert len(journal_lines(run)) == 7  # the torn tail is gone, appends start clean
     store.append_events(trial_events(2))
     store.finish()
@@ -173,7 +174,7 @@ def test_resume_continues_after_the_complete_trials(tmp_path: Path) -> None:
     assert len(events) == 14  # the snapshot keeps all that was measured
 
     store = RunStore.open(run)
-    assert store.complete_trials == {("nftables", "scale-up", 1)}
+    assert store.complete_trials == {("", "nftables", "scale-up", 1)}
     assert store.discarded == 6
     assert [e["trial"] for e in journal_lines(run, DISCARDED)] == [2] * 6
     meta, events, _ = read_all(run)
@@ -183,7 +184,7 @@ def test_resume_continues_after_the_complete_trials(tmp_path: Path) -> None:
     assert sorted(set(events["trial"])) == [-1, 1]
 
     store.append_events(trial_events(2))
-    assert ("nftables", "scale-up", 2) in store.complete_trials
+    assert ("", "nftables", "scale-up", 2) in store.complete_trials
     store.finish()
     meta, events, hops = read_all(run)
     assert meta["status"] == "finished"
@@ -241,7 +242,8 @@ WRITER = textwrap.dedent("""
     run, trial = RunStore.create(sys.argv[1], {"provider": "test"}), 0
     def ev(event, node, trial):
         return {"run_id": "r1", "trial": trial, "service": "s", "scenario": "sc",
-                "proxy_mode": "iptables", "direction": "add", "node": node, "event": event,
+                "proxy_mode": "iptables", "point": "", "direction": "add", "node": node,
+                "event": event,
                 "t_ns": trial * 10**9, "clock": "harness", "offset_ns": 0,
                 "uncertainty_ns": 0, "resolution_ns": 1, "source": "t", "pod": "p",
                 "pod_ip": "", "value": math.nan, "detail": "x" * 200}
@@ -269,7 +271,7 @@ def test_kill_9_at_a_random_moment_leaves_a_resumable_run(tmp_path: Path) -> Non
     meta, events, _ = read_all(run)  # whatever snapshot was last replaced
     assert meta["status"] == "running" and len(events) >= 3 * 44
     store = RunStore.open(run)
-    done = {t for _, _, t in store.complete_trials}
+    done = {t for _, _, _, t in store.complete_trials}
     assert {1, 2, 3} <= done
     _, events, _ = read_all(run)
     assert set(events["trial"]) == done
