@@ -22,6 +22,7 @@ from analysis.errors import DuplicateRun, ProvenanceMismatch, RunDirError, Schem
 from analysis.frame import with_scope
 from analysis.migrations import RawRun, migrate
 from bench.errors import UserError
+from bench.results.provenance import Provenance
 from bench.results.reader import RunFileError, read_run
 from bench.results.schema import EVENT_DTYPES, HOP_DTYPES
 
@@ -137,29 +138,19 @@ def _read(path: Path) -> RawRun:
 
 def _run_row(path: Path, raw: RawRun, version_on_disk: int) -> dict[str, Any]:
     """The run's provenance row; schema_version is the one on disk (before migration)."""
-    meta = raw.meta
+    meta, prov = raw.meta, Provenance.from_meta(raw.meta)  # the type the runner wrote
     return {
-        "run_id": str(meta.get("run_id") or path.resolve().name),
+        "run_id": prov.run_id or path.resolve().name,
         "run_dir": str(path),
         "status": str(meta.get("status", "")),
         "provider": meta.get("provider"),
         "kubernetes_version": meta.get("kubernetes_version"),
         "node_count": meta.get("node_count"),
-        "proxy_modes": ",".join(_names(meta.get("proxy_modes"))),
-        "scenarios": ",".join(_names(meta.get("scenarios"))),
+        "proxy_modes": ",".join(prov.proxy_modes),
+        "scenarios": ",".join(prov.scenarios),
+        "points": ",".join(p.label for p in prov.points),
         "schema_version": version_on_disk,
     }
-
-
-def _names(value: Any) -> list[str]:
-    """Names out of a list of strings, a list of {"name": ...} or a dict keyed by name."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Mapping):
-        return [str(k) for k in value]
-    return [str(v.get("name", v)) if isinstance(v, Mapping) else str(v) for v in value]
 
 
 def _check_unique(runs: pd.DataFrame) -> None:

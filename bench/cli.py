@@ -128,13 +128,21 @@ def run(
     max_skew: Annotated[Optional[float], typer.Option(
         help="--kubeconfig: refuse when a node's clock offset is less certain than MS.")
                         ] = None,
+    background_services: Annotated[str, typer.Option(
+        help="Background Services before the trials; comma-separated counts run a sweep, "
+             "the same trials at each (e.g. 0,1000,5000).")] = "0",
+    endpoints_per_service: Annotated[str, typer.Option(
+        help="Endpoints of each background Service.")] = "2",
+    churn: Annotated[str, typer.Option(
+        help="Background endpoint changes per second while the trials run.")] = "0",
 ) -> None:
     """Measure every hop, per node, for each kube-proxy mode; write a run directory."""
     from pathlib import Path
 
     from bench import runner, runopts
     from bench.cluster.local.spec import check_mode, parse_component_args
-    from bench.results.store import load_hops, load_meta
+    from bench.results.point import Point
+    from bench.results.store import load_hops, load_meta, read_provenance
     from bench.scenarios import ScenarioConfig, parse_scenarios
     from bench.summary import instruments_table, render, summary_table
 
@@ -149,6 +157,7 @@ def run(
                             probe_idle_interval_ms=probe_idle_interval_ms)
     runopts.check_scenario(sc_cfg)
     _check_target(cluster, kubeconfig, nodes, agent_image, max_skew)
+    points = runopts.parse_points(background_services, endpoints_per_service, churn)
     components = parse_component_args(component_arg or [])
     if resume:  # the run's own options, not this command line's defaults
         if out:
@@ -156,12 +165,14 @@ def run(
         runopts.check_resume_dir(Path(resume))
         modes, sc_cfg, cluster = _resumed(load_meta(resume), cluster, kubeconfig)
         runopts.check_scenario(sc_cfg)
+        points = read_provenance(resume).points or (Point(),)
         probe_interval_ms = sc_cfg.probe_interval_ms
         say(f"resuming with the run's options: {', '.join(modes)}; "
             f"{', '.join(sc_cfg.scenarios)}; {sc_cfg.trials} cycles per mode")
     out_dir = Path(resume or out or runner.default_out_dir())
     if not resume:
         runopts.check_out_dir(out_dir)
+    runopts.check_fits(points, local=not kubeconfig, parallel=sc_cfg.parallel)
     provider = _provider(cluster, kubeconfig, nodes, modes[0] if modes else "", components,
                          modes=modes, agent_image=agent_image, max_skew_ms=max_skew,
                          probe_interval_ms=probe_interval_ms)
@@ -169,24 +180,32 @@ def run(
         modes = (provider.proxy_mode(),)
         say(f"measuring the cluster's kube-proxy mode: {modes[0]}")
     cfg = runner.RunConfig(modes=modes, out_dir=out_dir, resume=bool(resume),
-                           target_image=target_image or "", scenario=sc_cfg)
+                           target_image=target_image or "", scenario=sc_cfg, points=points)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                         TimeElapsedColumn(), console=console)
-    total = len(modes) * cfg.scenario.trials * len(cfg.scenario.transitions)
+    total = len(points) * len(modes) * cfg.scenario.trials * len(cfg.scenario.transitions)
     task = progress.add_task("trials", total=total, stats="")
+    fills: dict[str, TaskID] = {}
 
     def on_progress(p: runner.Progress) -> None:
         stats = (f"e2e p50 {p.quantile(0.5):.0f} ms  p99 {p.quantile(0.99):.0f} ms"
                  if p.e2e_ms else "")
         stats += f"  censored {p.censored}" if p.censored else ""
-        progress.update(task, completed=p.done, description=f"{p.mode}", stats=stats)
+        where = f"{p.point} {p.mode}" if p.point else p.mode
+        progress.update(task, completed=p.done, description=where, stats=stats)
         if not console.is_terminal and p.done % 20 == 0:  # logs (CI, nox) still see progress
-            say(f"{p.mode}: {p.done}/{p.total} trials {stats}")
+            say(f"{where}: {p.done}/{p.total} trials {stats}")
+
+    def on_fill(label: str, done: int, total: int) -> None:
+        if label not in fills:
+            fills[label] = progress.add_task(f"fill {label}", total=total, stats="objects")
+        progress.update(fills[label], completed=done, total=total)
 
     try:
         with progress:
-            out_dir = runner.run(provider, cfg, say=say, on_progress=on_progress)
+            out_dir = runner.run(provider, cfg, say=say, on_progress=on_progress,
+                                 on_fill=on_fill)
     finally:
         if not keep_cluster or kubeconfig:  # a kubeconfig run always removes its agents
             provider.close()

@@ -44,6 +44,7 @@ class ModeRun:
         self.point = point or Point()  # the sweep point (bench.sweep): its label on every row
         self.label, self.top = self.point.label, top  # top: run.json's `modes` is this point's
         self.extra = ModeBlock()  # keys the runner adds to the block (program_s, ...)
+        self.churner: Any = None  # the point's background churn (bench.sweep), if any
         self.progress, self.say, self.on_progress = progress, say, on_progress
         self.sc = cfg.scenario
         self.per_cycle = len(self.sc.transitions)
@@ -93,9 +94,10 @@ class ModeRun:
         workloads.ensure_namespace(self.api, self.ns)
         registry = Registry()
         token = secrets.token_hex(16)
+        churn: dict[str, Any] = {"churner": self.churner} if self.churner is not None else {}
         self.opened = sources.open_all(sources.SourceContext(
             provider=self.provider, namespace=self.ns, trials=registry, sink=self.sink,
-            token=token, probe_interval_ms=self.sc.probe_interval_ms))
+            token=token, probe_interval_ms=self.sc.probe_interval_ms, **churn))
         self.agents = self.opened.of(AgentStore)
         self.watch = self.opened.of(ApiWatch)
         self.started = time.monotonic()

@@ -1,7 +1,10 @@
-"""The main job: for each kube-proxy mode, run the trials and write the run directory.
+"""The main job: for each sweep point and kube-proxy mode, run the trials and write the run.
 
 provider -> scenario lanes drive the cluster -> sources record events -> the run store
 journals them (and snapshots parquet) as the run goes -> timeline assembly -> summary.
+A sweep runs its points outer, in ascending order of background Services (bench.sweep
+fills the cluster to each), and the modes inner; a run without a sweep has one point,
+no background.
 """
 
 from __future__ import annotations
@@ -10,19 +13,24 @@ import math
 import platform
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from analysis.quantiles import quantiles, sample
 from bench import __version__, apierrors
 from bench.providers.base import Provider
+from bench.results.point import Point
+from bench.results.provenance import Provenance, point_meta
 from bench.results.schema import Ev, EventRow
 from bench.results.store import RunStore
 from bench.scenarios import ScenarioConfig
 from bench.sources.base import TrialRef
+from bench.sweep import Background, FillProgress, program_from
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,7 @@ class RunConfig:
     resume: bool = False
     namespace: str = ""
     target_image: str = ""  # agnhost image of the measured pods; "" = the locally built one
+    points: tuple[Point, ...] = (Point(),)  # the sweep, ascending background Services
 
 
 @dataclass
@@ -42,6 +51,7 @@ class Progress:
     total: int
     done: int = 0
     mode: str = ""
+    point: str = ""  # label of the sweep point being measured
     e2e_ms: list[float] = field(default_factory=list)
     censored: int = 0      # trials of either direction with a censored event
     e2e_censored: int = 0  # add trials among them: their end to end counts as +inf
@@ -84,16 +94,21 @@ def default_out_dir() -> Path:
     return Path("results") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def provenance(provider: Provider, cfg: RunConfig, run_id: str) -> Provenance:
+    """The run's provenance record, as run.json keeps it (bench.results.provenance)."""
+    return Provenance(
+        run_id=run_id, created_at=datetime.now(UTC).isoformat(),
+        harness_version=__version__, git_commit=git_commit(), host_kernel=platform.release(),
+        proxy_modes=tuple(cfg.modes), scenarios=tuple(cfg.scenario.scenarios),
+        scenario_config=asdict(cfg.scenario), points=cfg.points,
+        facts=provider.provenance())
+
+
 def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
-        on_progress: OnProgress = lambda p: None) -> Path:
+        on_progress: OnProgress = lambda p: None,
+        on_fill: FillProgress = lambda label, done, total: None) -> Path:
     run_id = uuid.uuid4().hex[:12]
-    meta = {
-        "run_id": run_id, "created_at": datetime.now(UTC).isoformat(),
-        "harness_version": __version__, "git_commit": git_commit(),
-        "proxy_modes": list(cfg.modes), "scenarios": list(cfg.scenario.scenarios),
-        "scenario_config": asdict(cfg.scenario), "host_kernel": platform.release(),
-        **provider.provenance(),
-    }
+    meta = provenance(provider, cfg, run_id).to_meta()
     if cfg.resume:
         store = RunStore.open(cfg.out_dir)
         run_id = store.meta.get("run_id", run_id)
@@ -101,11 +116,14 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
     else:
         store = RunStore.create(cfg.out_dir, meta)
     per_cycle = len(cfg.scenario.transitions)
-    progress = Progress(total=len(cfg.modes) * cfg.scenario.trials * per_cycle)
+    progress = Progress(total=len(cfg.points) * len(cfg.modes) * cfg.scenario.trials * per_cycle)
     sys.setswitchinterval(0.0005)  # watch threads get the GIL back fast: stamps stay sharp
+    background = Background(provider, run_id, any(p.services for p in cfg.points), say,
+                            on_fill)
     try:
-        for mode in cfg.modes:
-            _run_mode(provider, store, cfg, run_id, mode, progress, say, on_progress)
+        for i, point in enumerate(cfg.points):
+            _run_point(provider, store, cfg, run_id, point, i == 0, background, progress,
+                       say, on_progress)
         store.finish({"finished_ok": True})
     except KeyboardInterrupt:
         store.interrupt("interrupted by the user (Ctrl-C)")
@@ -119,21 +137,52 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
         if (lost := apierrors.lost_cluster(exc, hint)) is not None:
             raise lost from exc
         raise
+    finally:
+        background.close()
     return cfg.out_dir
 
 
-def _run_mode(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str, mode: str,
-              progress: Progress, say: Callable[[str], None], on_progress: OnProgress) -> None:
-    """One kube-proxy mode: switch to it, run its trials, record its block (bench.moderun)."""
+def _run_point(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str,
+               point: Point, top: bool, background: Background, progress: Progress,
+               say: Callable[[str], None], on_progress: OnProgress) -> None:
+    """One sweep point: the background filled to its size (re-measured on --resume), then
+    each mode with trials still to run; run.json `points[label]` records both."""
     from bench.moderun import ModeRun
 
-    m = ModeRun(provider, store, cfg, run_id, mode, progress, say, on_progress)
-    if not m.plan():
+    progress.point = point.label if len(cfg.points) > 1 else ""
+    runs = [ModeRun(provider, store, cfg, run_id, mode, progress, say, on_progress,
+                    point=point, top=top) for mode in cfg.modes]
+    todo = [m for m in runs if m.plan()]
+    if not todo:
         return
-    m.switch()
-    try:
-        m.start()
-        m.run_lanes()
-        m.finish()
-    finally:
-        m.close()
+    fill_started = time.monotonic()
+    fill = background.ensure(point)
+    _record_point(store, point, fill)
+    since_what = program_from(str(store.meta.get("provider") or ""))
+    for m in todo:
+        progress.mode = m.mode
+        m.switch()
+        since = time.monotonic() if since_what == "kube-proxy start" else fill_started
+        churner = m.churner = background.churner(point)
+        try:
+            m.start()
+            m.extra.update(background.programmed(m.agents, point, since, since_what))
+            if churner is not None:
+                churner.start()
+            try:
+                m.run_lanes()
+            finally:
+                if churner is not None:
+                    churner.stop()
+            m.finish()
+        finally:
+            m.close()
+
+
+def _record_point(store: RunStore, point: Point, fill: dict[str, Any] | None) -> None:
+    """run.json `points[label]`: the point, and the fill that brought the cluster to it."""
+    points = store.meta.get("points") or {}
+    here = {**points.get(point.label, {}), **point_meta(point)}
+    if fill is not None:
+        here["fill"] = fill
+    store.update_meta({"points": {**points, point.label: here}})

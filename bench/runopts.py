@@ -8,14 +8,18 @@ touched, and each message names the option it is about and the value it got.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bench.cluster.local.spec import MAX_NODES, NAME_RE
+from bench.cluster.local.spec import MAX_NODES, NAME_RE, SERVICE_CIDR
 from bench.errors import UserError
+from bench.results.point import Point
 from bench.scenarios import ScenarioConfig
 
 
@@ -99,3 +103,70 @@ def check_out_dir(path: Path) -> None:
 def check_resume_dir(path: Path) -> None:
     if not (path / "run.json").is_file():
         raise UserError(f"--resume {path}: not a hopbench run directory (no run.json)")
+
+
+_COUNT = re.compile(r"\+?\d+")
+MEMINFO = Path("/proc/meminfo")  # the local cluster runs on this machine
+
+
+def parse_points(services: str, endpoints: str, churn: str) -> tuple[Point, ...]:
+    """The sweep points of `--background-services N[,N...] --endpoints-per-service M
+    --churn R`, ascending in N, each refused with one line naming the option. A point
+    without background Services has no churn (there is nothing to change)."""
+    items = [s.strip() for s in services.split(",")]
+    counts = []
+    for item in items:
+        if not _COUNT.fullmatch(item):
+            what = ("must be 0 or more" if re.fullmatch(r"-\d+", item)
+                    else "is not a whole number")
+            raise UserError(f"--background-services {services}: {item!r} {what} "
+                            "(give counts separated by commas, e.g. 0,1000,5000)")
+        counts.append(int(item))
+    if len(set(counts)) != len(counts):
+        raise UserError(f"--background-services {services}: a count is given twice")
+    if not _COUNT.fullmatch(endpoints.strip()):
+        raise UserError(f"--endpoints-per-service {endpoints}: not a whole number")
+    m = int(endpoints)
+    check_number("--endpoints-per-service", m, 1, True)
+    try:
+        rate = float(churn)
+    except ValueError:
+        raise UserError(f"--churn {churn}: not a number") from None
+    check_number("--churn", rate, 0, True)
+    if rate > 0 and max(counts) == 0:
+        raise UserError(f"--churn {rate:g}: churn changes background endpoints; give "
+                        "--background-services above 0 too")
+    return tuple(Point(n, m, rate if n else 0.0) for n in sorted(counts))
+
+
+def check_fits(points: tuple[Point, ...], *, local: bool, parallel: int = 1) -> None:
+    """The largest point fits the cluster (service CIDR, memory, the fake endpoint range),
+    or one line says why, with the estimate: bench.background.plan.check_fits.
+
+    Local cluster: its service CIDR (less the kubernetes Service and the trial Services)
+    and this machine's MemAvailable; any other cluster: neither is known here, only the
+    fake range is checked. Without bench.background any background is refused.
+    """
+    big = max(points, key=lambda p: p.services, default=Point())
+    if big.services == 0:
+        return
+    plan = _background_plan()
+    if plan is None:
+        raise UserError(f"--background-services {big.services}: this hopbench has no "
+                        "background population (bench.background)")
+    cidr_free = mem = None
+    if local:
+        cidr_free = plan.cidr_free(SERVICE_CIDR, 1 + parallel)
+        try:
+            mem = plan.mem_available(MEMINFO.read_text(encoding="ascii"))
+        except OSError:
+            mem = None
+    plan.check_fits(big.services, big.endpoints, cidr_free, mem)
+
+
+def _background_plan() -> Any:
+    """bench.background.plan (the background population's pure part), None without it."""
+    try:
+        return importlib.import_module("bench.background.plan")
+    except ImportError:
+        return None

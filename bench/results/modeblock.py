@@ -50,6 +50,11 @@ class ModeBlock(TypedDict, total=False):
     clock_offsets: dict[str, dict[str, int | str]]  # offset_ns, uncertainty_ns, clock
     sli: dict[str, Any]                  # node -> {buckets_s, counts, cumulative}
     kube_proxy_config: dict[str, Any]
+    # at a sweep point with background Services (bench.sweep), the latest segment's:
+    program_s: float                     # until every node's rules held all of them
+    program_from: str                    # "kube-proxy start" | "creation"
+    rules: dict[str, int]                # per node, rules (or elements) at that moment
+    bg_routed: dict[str, int]            # per node, background Services routed
 
 
 #: per-node agent info that adds up over segments (resolution.agents[node])

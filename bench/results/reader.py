@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import UserError
+from bench.results.provenance import Provenance
 from bench.results.schema import (
     EVENT_DTYPES,
     HOP_DTYPES,
@@ -72,6 +73,11 @@ class RecordedRun:
     def status(self) -> str:
         """run.json's status: "finished", "interrupted", or "running" (also after a kill)."""
         return str(self.meta.get("status", ""))
+
+    @property
+    def provenance(self) -> Provenance:
+        """What the run was, read through the type the runner wrote (any version)."""
+        return Provenance.from_meta(self.meta)
 
     @property
     def trials(self) -> int:

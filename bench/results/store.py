@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.errors import UserError
+from bench.results.provenance import Provenance
 from bench.results.schema import (
     EVENT_COLUMNS,
     EVENT_DTYPES,
@@ -224,6 +225,11 @@ def read_meta(run_dir: Path | str) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise UserError(f"{path}: not a hopbench run directory: expected a JSON object")
     return dict(meta)
+
+
+def read_provenance(run_dir: Path | str) -> Provenance:
+    """run.json's provenance as the runner wrote it (bench.results.provenance), any version."""
+    return Provenance.from_meta(read_meta(run_dir))
 
 
 def read_journal(run_dir: Path | str) -> list[EventRow]:

@@ -1,0 +1,100 @@
+"""The background of a sweep point, as the runner drives it: fill, wait, churn, remove.
+
+The runner (bench.runner) runs the points of a sweep in ascending order of background
+Services and the kube-proxy modes inside each; this module is the one place it touches the
+background population (bench.background): `ensure` brings the population to the point's
+size (objects reused from the previous point), `programmed` waits after a mode switch until
+every node's rules hold all of them (the mode's `program_s`), `churner` makes the point's
+churn, `close` removes every background object at the end of the run (after Ctrl-C and
+errors too). A point without background Services touches nothing, so a run without a
+sweep never loads bench.background.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.providers.base import Provider
+from bench.results.modeblock import ModeBlock
+from bench.results.point import Point
+
+FillProgress = Callable[[str, int, int], None]  # (point label, objects done, total)
+PROGRAM_TIMEOUT_S = 1800.0  # nftables full syncs of 13-16 min at scale are reported upstream
+REMOVE_WAIT_S = 300.0
+
+
+class Background:
+    """The run's background population, created on the first point that needs one."""
+
+    def __init__(self, provider: Provider, run_id: str, needed: bool,
+                 say: Callable[[str], None], on_fill: FillProgress) -> None:
+        self.provider, self.run_id, self.say, self.on_fill = provider, run_id, say, on_fill
+        self.needed = needed  # some point of the run has background Services
+        self.population: Any = None
+        self.label = ""
+
+    def _pop(self) -> Any:
+        if self.population is None:
+            populate = importlib.import_module("bench.background.populate")
+            self.population = populate.Population(
+                self.provider.kube(), self.run_id,
+                on_progress=lambda done, total: self.on_fill(self.label, done, total))
+        return self.population
+
+    @property
+    def namespace(self) -> str:
+        return str(self._pop().namespace) if self.needed else ""
+
+    def ensure(self, point: Point) -> dict[str, Any] | None:
+        """Bring the population to the point's size; its `fill` record, or None (nothing
+        to do: no background at this point and none made before)."""
+        if not point.services and self.population is None:
+            return None
+        self.label = point.label
+        fill = dict(self._pop().ensure(point.services, point.endpoints))
+        self.say(f"{point.label}: background of {point.services} Services x "
+                 f"{point.endpoints} endpoints ready ({fill.get('created', 0)} created, "
+                 f"{fill.get('deleted', 0)} deleted in {float(fill.get('seconds', 0)):.1f}s,"
+                 f" {float(fill.get('objects_per_s', 0)):.0f} objects/s)")
+        return fill
+
+    def programmed(self, agents: Any, point: Point, since: float, since_what: str
+                   ) -> ModeBlock:
+        """Wait until every node routes the point's background Services; the mode block's
+        `program_s` (from `since`, a time.monotonic() value), `program_from`, `rules`
+        and `bg_routed`. Empty at a point without background."""
+        if not point.services:
+            return ModeBlock()
+        wait = importlib.import_module("bench.background.wait")
+        got = wait.wait_programmed(agents, self.namespace, point.services, PROGRAM_TIMEOUT_S)
+        return ModeBlock(program_s=round(time.monotonic() - since, 3), program_from=since_what,
+                         rules=dict(got.rules), bg_routed=dict(got.routed))
+
+    def churner(self, point: Point) -> Any:
+        """The point's churner (not started), or None without churn."""
+        if not point.services or point.churn_per_s <= 0:
+            return None
+        churn = importlib.import_module("bench.background.churn")
+        return churn.Churner(self.provider.kube(), self._pop(), point.churn_per_s)
+
+    def close(self) -> None:
+        """Remove every background object of the run (also after Ctrl-C and errors)."""
+        if not self.needed:
+            return
+        try:
+            removed = int(self._pop().remove_all(REMOVE_WAIT_S))
+        except Exception as exc:  # noqa: BLE001 - say what is left, never mask the run's error
+            self.say(f"background: could not remove the background objects ({exc}); "
+                     f"delete the namespace hopbench-bg-{self.run_id[:6]} by hand")
+            return
+        self.say(f"background: removed {removed} objects")
+
+
+def program_from(provider_name: str) -> str:
+    """What a mode's `program_s` counts from: the local cluster restarts kube-proxy at each
+    mode switch, so it programs every Service from nothing; on a cluster reached through a
+    kubeconfig kube-proxy keeps running and programs the Services as they are created."""
+    return "creation" if provider_name == "kubeconfig" else "kube-proxy start"
