@@ -25,7 +25,7 @@ from analysis.quantiles import quantiles, sample
 from bench import __version__, apierrors
 from bench.providers.base import Provider
 from bench.results.point import Point
-from bench.results.provenance import Provenance, point_meta
+from bench.results.provenance import Provenance, point_meta, provider_facts
 from bench.results.schema import Ev, EventRow
 from bench.results.store import RunStore
 from bench.scenarios import ScenarioConfig
@@ -101,7 +101,7 @@ def provenance(provider: Provider, cfg: RunConfig, run_id: str) -> Provenance:
         harness_version=__version__, git_commit=git_commit(), host_kernel=platform.release(),
         proxy_modes=tuple(cfg.modes), scenarios=tuple(cfg.scenario.scenarios),
         scenario_config=asdict(cfg.scenario), points=cfg.points,
-        facts=provider.provenance())
+        facts=provider_facts(provider.provenance()))
 
 
 def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,

@@ -77,7 +77,7 @@ class Provenance:
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> Provenance:
         """The record a run.json holds, of any hopbench version (missing keys: defaults)."""
-        own = {f for f in cls.__dataclass_fields__ if f != "facts"}
+        own = _OWN
         sc = meta.get("scenario_config")
         return cls(
             run_id=str(meta.get("run_id") or ""), created_at=str(meta.get("created_at") or ""),
@@ -90,6 +90,12 @@ class Provenance:
             points=_points(meta.get("points")),
             facts={k: v for k, v in meta.items() if k not in own and k not in RUN_STATE},
         )
+
+
+def provider_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """A provider's provenance() as `facts`: without the keys the record holds itself
+    (providers also say `harness_version`; the record's is the one kept)."""
+    return {k: v for k, v in facts.items() if k not in _OWN}
 
 
 def point_meta(p: Point) -> dict[str, Any]:
@@ -123,3 +129,6 @@ def _names(value: Any) -> tuple[str, ...]:
     if isinstance(value, Mapping):
         return tuple(str(k) for k in value)
     return tuple(str(v.get("name", v)) if isinstance(v, Mapping) else str(v) for v in value)
+
+
+_OWN = frozenset(f for f in Provenance.__dataclass_fields__ if f != "facts")

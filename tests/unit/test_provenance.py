@@ -10,7 +10,7 @@ import pytest
 
 from analysis.load import load_run
 from bench.results.point import Point
-from bench.results.provenance import Provenance
+from bench.results.provenance import Provenance, provider_facts
 from bench.results.reader import read_run
 from bench.results.store import RunStore, read_provenance
 
@@ -65,3 +65,7 @@ def test_older_list_shapes_read() -> None:
 def test_provider_may_not_overwrite_the_runs_own_keys() -> None:
     with pytest.raises(ValueError, match="run_id"):
         Provenance(run_id="x", facts={"run_id": "y"}).to_meta()
+    # what providers really say (local and kubeconfig both name the harness version)
+    facts = provider_facts({"provider": "local", "harness_version": "0.1.0", "nodes": []})
+    rec = Provenance(run_id="x", harness_version="0.1.0", facts=facts)
+    assert Provenance.from_meta(rec.to_meta()) == rec
