@@ -73,8 +73,11 @@ def summary(mode: str, namespace: str) -> dict[str, Any]:
     """One dump of the node's rules for `mode`, summarised."""
     t0 = time.monotonic()
     cmd, parse = DUMPERS[mode]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    dump = proc.stdout if proc.returncode == 0 else ""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        dump = proc.stdout if proc.returncode == 0 else ""
+    except OSError:  # the dumper is not installed: nothing is routed
+        dump = ""
     counter = COUNTERS.get(mode)
     return {"mode": mode, "services_routed": routed_in(parse(dump), namespace),
             "rules": counter(dump) if counter else 0,
