@@ -34,7 +34,7 @@ from typing import Any
 from bench.agent import summary
 from bench.agent.kpmetrics import SyncPoller
 from bench.agent.prober import Prober, Target
-from bench.agent.rules import RuleWatcher, detect_mode
+from bench.agent.rules import RuleWatcher
 
 try:  # one kernel, one boot id: the harness compares it with its own (shared clock)
     with open("/proc/sys/kernel/random/boot_id") as _f:
@@ -193,7 +193,7 @@ def _rules_summary(agent: Agent, query: str) -> Reply:
     ns = urllib.parse.parse_qs(query).get("ns", [""])[0]
     if not ns:
         return 400, {"error": "rules-summary needs ?ns=NAMESPACE"}, JSON
-    return 200, summary.summary(agent.rules.mode or detect_mode(), ns), JSON
+    return 200, summary.summary(summary.current_mode(agent.rules.mode), ns), JSON
 
 
 NOT_FOUND: Reply = (404, {"error": "no such endpoint"}, JSON)

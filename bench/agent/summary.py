@@ -69,6 +69,19 @@ def _elements(text: str) -> int:
 COUNTERS = {"iptables": count_iptables, "nftables": count_nft}
 
 
+def current_mode(started_as: str) -> str:
+    """The mode kube-proxy runs in now (it may have been switched since the agent's rule
+    watcher started): nftables while its nft table exists, else iptables; ipvs stays."""
+    if started_as == "ipvs":
+        return started_as
+    try:
+        out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    except OSError:
+        return started_as or "iptables"
+    tables = {line.strip() for line in out.splitlines()}
+    return "nftables" if "table ip kube-proxy" in tables else "iptables"
+
+
 def summary(mode: str, namespace: str) -> dict[str, Any]:
     """One dump of the node's rules for `mode`, summarised."""
     t0 = time.monotonic()
