@@ -28,8 +28,8 @@ SERVICE_NAME = "kubernetes.io/service-name"
 ROLE_VALUE = "background"
 
 # Memory per background Service (M=2 endpoints) and per further endpoint, summed over
-# kube-apiserver + etcd + kube-proxy on both nodes of the local cluster; see
-# `check_fits` for how they were measured. SAFETY covers what the measure missed
+# kube-apiserver + etcd + kube-proxy on both nodes of the local cluster.
+# PROVISIONAL: not yet measured (see check_fits); SAFETY covers what a measure misses
 # (watch caches growing unevenly, etcd compaction lag, a kube-proxy full sync's peak).
 BYTES_PER_SERVICE = 60_000
 BYTES_PER_EXTRA_ENDPOINT = 2_000
@@ -113,10 +113,10 @@ def check_fits(services: int, endpoints: int, service_cidr_free: int | None,
     checked); `mem_available_bytes`: MemAvailable of the machine that runs the control
     plane and kube-proxy (None: not checked; only the local cluster knows it).
 
-    The memory figures were measured on the local cluster (2 nodes, kube-proxy iptables,
-    this 2-core machine): RSS of kube-apiserver + etcd + both kube-proxies before and
-    after creating 1000 Services x 2 endpoints and again after rewriting them to 10
-    endpoints each (see BYTES_PER_SERVICE); SAFETY doubles the estimate.
+    The memory figures are PROVISIONAL, not measured yet: to be replaced by the RSS
+    growth of kube-apiserver + etcd + both kube-proxies on the local cluster from
+    creating 1000 Services x 2 endpoints (and again after rewriting them to 10
+    endpoints each); SAFETY doubles the estimate.
     """
     if services < 0:
         raise UserError(f"background Services must be 0 or more, not {services}")
