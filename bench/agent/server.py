@@ -13,7 +13,8 @@ next), POST /disarm,
 POST /forget {target, pod} (a restarted pod's next answer counts as a first one),
 GET /collect (state changes since the last collect, plus self-measured CPU: this
 process and the rule dumps and `nft monitor` it runs),
-GET /kube-proxy-metrics (raw text, for the SLI cross-check). The agent stops by
+GET /kube-proxy-metrics (raw text, for the SLI cross-check), GET /rules-summary?ns=NS
+(Services of NS the rules route, and the rule count: bench.agent.summary). The agent stops by
 itself after --max-lifetime seconds.
 """
 
@@ -25,10 +26,12 @@ import os
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from bench.agent import summary
 from bench.agent.kpmetrics import SyncPoller
 from bench.agent.prober import Prober, Target
 from bench.agent.rules import RuleWatcher
@@ -186,6 +189,13 @@ def routes(agent: Agent) -> tuple[dict[str, Callable[[], Reply]],
     return open_get, get, post
 
 
+def _rules_summary(agent: Agent, query: str) -> Reply:
+    ns = urllib.parse.parse_qs(query).get("ns", [""])[0]
+    if not ns:
+        return 400, {"error": "rules-summary needs ?ns=NAMESPACE"}, JSON
+    return 200, summary.summary(summary.current_mode(agent.rules.mode), ns), JSON
+
+
 NOT_FOUND: Reply = (404, {"error": "no such endpoint"}, JSON)
 
 
@@ -214,7 +224,11 @@ def make_handler(agent: Agent, token: str) -> type[BaseHTTPRequestHandler]:
             return True
 
         def do_GET(self) -> None:
-            if self.path in open_get:
+            path, _, query = self.path.partition("?")
+            if path == "/rules-summary":
+                if self._authorized():
+                    self._reply(_rules_summary(agent, query))
+            elif self.path in open_get:
                 self._reply(open_get[self.path]())
             elif self._authorized():
                 self._reply(get[self.path]() if self.path in get else NOT_FOUND)

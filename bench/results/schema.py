@@ -44,6 +44,7 @@ class Ev:
     AUDIT_SLICE = "audit_slice_write"  # audit log stageTimestamp of the slice write
     CENSOR = "censor"                  # a trial ended without some event (detail = reason)
     TRIAL_END = "trial_end"            # harness closed the trial: all its events are recorded
+    CHURN = "churn"                    # background endpoint changes during the trial (value)
 
 
 @dataclass(frozen=True)

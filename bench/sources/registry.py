@@ -19,6 +19,7 @@ from bench.results.schema import EventRow
 from bench.sources.base import Registry, Sink, Source, TrialRef
 
 if TYPE_CHECKING:
+    from bench.background.churn import Churner
     from bench.providers.base import Provider
 
 T = TypeVar("T")
@@ -32,6 +33,7 @@ class SourceContext:
     sink: Sink  # where a source hands each row as it records it
     token: str  # the agents' bearer token for this mode
     probe_interval_ms: float
+    churner: Churner | None = None  # background churn of this mode (bench.background)
 
 
 Factory = Callable[[SourceContext], Source | None]

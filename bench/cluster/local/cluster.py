@@ -22,7 +22,7 @@ from bench.build import images
 from bench.build.gobuild import require_toolset
 from bench.cluster import doctor
 from bench.cluster.local import components as comp
-from bench.cluster.local import netns, pki, procs, teardown
+from bench.cluster.local import fakedrop, netns, pki, procs, teardown
 from bench.cluster.local.live import (
     Say,
     _write_state,
@@ -127,6 +127,7 @@ def make_network(spec: ClusterSpec) -> None:
     netns.ip("-n", f, "link", "set", "br0", "up")
     netns.sysctl(f, "net.ipv4.ip_forward", "1")
     netns.sysctl(f, "net.ipv4.conf.all.send_redirects", "0")
+    fakedrop.install(f)  # the background population's fake endpoints die here, counted
     members = [(spec.cp_ns, "cp", spec.cp_ip)] + [
         (spec.node_ns(n), n, spec.node_ip(n)) for n in spec.node_names()]
     for ns, short, addr in members:

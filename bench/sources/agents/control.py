@@ -8,10 +8,11 @@ counted in `errors`, not fatal.
 from __future__ import annotations
 
 import threading
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.sources.agents.wire import Transport
+from bench.sources.agents.wire import RulesSummary, Transport
 
 
 class AgentControl:
@@ -70,3 +71,20 @@ class AgentControl:
             except Exception as exc:  # noqa: BLE001 - recorded, not fatal
                 out[t.node] = f"# error: {exc}"
         return out
+
+    def rules_summary(self, namespace: str, timeout: float = 30.0) -> dict[str, RulesSummary]:
+        """Every node's /rules-summary for `namespace`, asked in parallel; a node whose
+        agent failed is missing (and counted in `errors`)."""
+        path = "/rules-summary?" + urllib.parse.urlencode({"ns": namespace})
+
+        def one(t: Transport) -> RulesSummary | None:
+            try:
+                reply: RulesSummary = t.request("GET", path, timeout=timeout)
+                return reply
+            except Exception:  # noqa: BLE001 - counted; the caller polls again
+                with self._lock:
+                    self.errors[t.node] = self.errors.get(t.node, 0) + 1
+                return None
+
+        futures = {t.node: self._pool.submit(one, t) for t in self.transports}
+        return {node: r for node, f in futures.items() if (r := f.result()) is not None}

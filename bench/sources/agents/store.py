@@ -15,7 +15,7 @@ from bench.sources.agents.clocks import estimate_offset
 from bench.sources.agents.collector import Collector
 from bench.sources.agents.control import AgentControl
 from bench.sources.agents.nodelog import NodeLog
-from bench.sources.agents.wire import Transport
+from bench.sources.agents.wire import RulesSummary, Transport
 from bench.sources.base import TrialRef
 from bench.sources.registry import SourceContext, register
 
@@ -68,6 +68,9 @@ class AgentStore:
 
     def kube_proxy_metrics(self) -> dict[str, str]:
         return self.control.kube_proxy_metrics()
+
+    def rules_summary(self, namespace: str) -> dict[str, RulesSummary]:
+        return self.control.rules_summary(namespace)
 
     def collect_once(self) -> None:
         self.collector.collect_once()

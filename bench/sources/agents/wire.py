@@ -92,6 +92,15 @@ class CollectReply(TypedDict):
     routes: dict[str, list[str]]  # rules key -> pod IPs routed now
 
 
+class RulesSummary(TypedDict):
+    """GET /rules-summary?ns=NS: how far the node's rules have come for one namespace."""
+
+    mode: str             # the dataplane the agent dumped: iptables | nftables | ipvs
+    services_routed: int  # Services of NS with at least one routed endpoint
+    rules: int            # iptables: `-A` lines of nat; nftables: rules + set/map elements
+    dump_ms: float        # how long the dump and its parse took
+
+
 class AgentInfo(TypedDict, total=False):
     """How an agent observes (its last collect's settings): run.json's resolution.agents.
     None where the agent did not say (an agent image older than the harness)."""
