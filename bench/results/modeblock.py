@@ -50,6 +50,10 @@ class ModeBlock(TypedDict, total=False):
     clock_offsets: dict[str, dict[str, int | str]]  # offset_ns, uncertainty_ns, clock
     sli: dict[str, Any]                  # node -> {buckets_s, counts, cumulative}
     kube_proxy_config: dict[str, Any]
+    proxy_stats: dict[str, Any]          # node -> bench.proxystats.ProxyStats (the mode's)
+    connect_ms: dict[str, Any]           # node -> {bounds_ms, counts}: connect times
+    apiserver_rss_bytes: int             # absent when not measured
+    etcd_rss_bytes: int                  # absent when etcd is out of reach (kubeconfig)
 
 
 #: per-node agent info that adds up over segments (resolution.agents[node])

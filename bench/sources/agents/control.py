@@ -70,3 +70,16 @@ class AgentControl:
             except Exception as exc:  # noqa: BLE001 - recorded, not fatal
                 out[t.node] = f"# error: {exc}"
         return out
+
+    def connect_histograms(self) -> dict[str, dict[str, Any]]:
+        """Each prober's connect-time histograms (GET /connect); a node that does not
+        answer is left out."""
+        out = {}
+        for t in self.transports:
+            try:
+                reply = t.request("GET", "/connect")
+            except Exception:  # noqa: BLE001 - the node is absent from the figure, not fatal
+                continue
+            if isinstance(reply, dict):
+                out[t.node] = reply
+        return out

@@ -69,6 +69,9 @@ class AgentStore:
     def kube_proxy_metrics(self) -> dict[str, str]:
         return self.control.kube_proxy_metrics()
 
+    def connect_histograms(self) -> dict[str, dict[str, Any]]:
+        return self.control.connect_histograms()
+
     def collect_once(self) -> None:
         self.collector.collect_once()
 
