@@ -142,3 +142,25 @@ def test_rss_from_a_large_metrics_page() -> None:
             + "\nprocess_resident_memory_bytes 3.1457e+08\n")
     assert proxystats.rss_from_metrics(page) == 314_570_000
     assert proxystats.rss_from_metrics("") is None
+
+
+def test_resumed_segments_add_up() -> None:
+    """--resume: a mode measured in two segments counts both segments' syncs, CPU and
+    connections; RSS is the latest."""
+    from bench.results.modeblock import ModeBlock, accumulate
+
+    def seg(syncs_at_b2: int, cpu: float, rss: float, conns: int) -> ModeBlock:
+        s = proxystats.proxy_stats("", _metrics(_counts(b2=syncs_at_b2), _counts(b2=1),
+                                                _counts(b2=syncs_at_b2 - 1), cpu=cpu, rss=rss))
+        counts = [0] * (connhist.N_BOUNDS + 1)
+        counts[5] = conns
+        return ModeBlock(trials=3, elapsed_s=10.0, proxy_stats={"n1": s},
+                         connect_ms={"n1": {"bounds_ms": connhist.BOUNDS_MS, "counts": counts}},
+                         apiserver_rss_bytes=int(rss))
+
+    whole = accumulate(accumulate(None, seg(4, 1.0, 2e6, 7)), seg(6, 0.5, 3e6, 5))
+    s = whole["proxy_stats"]["n1"]
+    assert s["syncs"] == 10 and s["cpu_s"] == 1.5 and s["rss_bytes"] == 3_000_000
+    assert sum(s["sync_all_s"]["counts"]) == 10 and sum(s["sync_full_s"]["counts"]) == 2
+    assert sum(whole["connect_ms"]["n1"]["counts"]) == 12
+    assert whole["apiserver_rss_bytes"] == 3_000_000
