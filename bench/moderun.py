@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from bench import prom, workloads
+from bench import prom, proxycollect, workloads
 from bench.errors import ClusterError
 from bench.latency import sli_delta, watch_delay
 from bench.providers.base import Provider
@@ -62,6 +62,7 @@ class ModeRun:
         self.opened: sources.Opened | None = None  # every registered source that applies
         self.agents: AgentStore | None = None  # two of them the lanes and the block use
         self.watch: ApiWatch | None = None
+        self.stats: proxycollect.ModeStats | None = None  # kube-proxy, connect times, RSS
 
     # --- steps, in order -----------------------------------------------------------------
     def recorded(self, t: int) -> frozenset[str]:
@@ -115,6 +116,7 @@ class ModeRun:
         if not self.watch.synced.wait(30):
             raise ClusterError("the API watch did not start within 30s")
         self.sli_before = self.agents.kube_proxy_metrics()
+        self.stats = proxycollect.ModeStats(self.provider, self.agents, self.sli_before)
         self._arm(targets)
 
     def _arm(self, targets: list[dict[str, Any]]) -> None:
@@ -172,6 +174,8 @@ class ModeRun:
         self.say(f"{self.mode}: {block['trials']} trials in {elapsed:.0f}s "
                  f"({block['trials_per_minute']}/min), agent CPU "
                  + ", ".join(f"{n} {c * 100:.1f}%" for n, c in cpu.items()))
+        for line in proxycollect.lines(block, elapsed):
+            self.say(line)
         if len(whole["segments"]) > 1:
             self.say(f"{self.mode}, whole run ({len(whole['segments'])} segments): "
                      f"{whole['trials']} trials in {whole['elapsed_s']:.0f}s "
@@ -192,6 +196,8 @@ class ModeRun:
             "watch_restarts": self.watch.restarts, "agent_errors": dict(agents.errors),
             "sli": sli_delta(sli_buckets(self.sli_before), sli_buckets(sli_after)),
         })
+        if self.stats is not None:
+            block.update(self.stats.block(sli_after))
         kpc = getattr(self.provider, "kube_proxy_config", None)
         if kpc:
             block["kube_proxy_config"] = kpc()

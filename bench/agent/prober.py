@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bench.agent.connhist import ConnectHistogram
+
 _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
 _ERR, _HUP, _RDHUP = select.EPOLLERR, select.EPOLLHUP, select.EPOLLRDHUP
 _MASK = _IN | _OUT | _RDHUP | select.EPOLLET  # one registration per connection
@@ -62,7 +64,8 @@ class _Conn:
     """One request in flight. `prev_ns`/`next_ns`: send times of its neighbours on the
     same target (0 while unknown)."""
 
-    __slots__ = ("sock", "sched", "t_ns", "deadline", "buf", "sent", "prev_ns", "next_ns")
+    __slots__ = ("sock", "sched", "t_ns", "deadline", "buf", "sent", "prev_ns", "next_ns",
+                 "pc_ns")
 
     def __init__(self, sock: socket.socket, sched: _Sched, t_ns: int, deadline: float,
                  prev_ns: int) -> None:
@@ -71,6 +74,7 @@ class _Conn:
         self.sent = False
         self.prev_ns = prev_ns
         self.next_ns = 0
+        self.pc_ns = 0  # perf_counter_ns() just before connect(): the connect time's start
 
 
 class _Sched:
@@ -137,6 +141,7 @@ class Prober:
         self.fail_runs: dict[str, list[FailRun]] = {}
         self._open_fail: dict[str, FailRun | None] = {}
         self.requests = 0
+        self.connect = ConnectHistogram()  # connect() to established, per target
         self.focused_s = 0.0  # wall seconds from each pass with a target focused to the next
         self._budget_requests = 0
         self._budget_until = 0.0
@@ -291,16 +296,21 @@ class Prober:
             prev.next_ns = t_ns
         s.last = c
         self.requests += 1
+        c.pc_ns = time.perf_counter_ns()
         err = sock.connect_ex(s.addr)
         if err not in (0, errno.EINPROGRESS):
             sock.close()
             self._failure(c, errno.errorcode.get(err, str(err)))
             return
+        if err == 0:  # established at once: no wait for the handshake
+            self.connect.observe(s.target.name, time.perf_counter_ns() - c.pc_ns)
         fd = sock.fileno()
         conns[fd] = c
         ep.register(fd, _MASK)
 
-    def _event(self, conns: dict[int, _Conn], fd: int, ev: int) -> None:
+    def _event(self, conns: dict[int, _Conn], fd: int, ev: int, pc_ns: int = 0) -> None:
+        """One socket event; `pc_ns`: perf_counter_ns() when the wait returned it (the
+        connection was established by then), 0 for now."""
         c = conns.get(fd)
         if c is None:
             return
@@ -313,6 +323,8 @@ class Prober:
         if not c.sent:
             if not ev & _OUT:
                 return
+            self.connect.observe(c.sched.target.name,
+                                 (pc_ns or time.perf_counter_ns()) - c.pc_ns)
             try:
                 sock.send(c.sched.request)
             except OSError as exc:
@@ -400,14 +412,16 @@ class Loop:
         elif conns:
             timeout = 0.05
         self.last, self.was_focused = now, focused
-        for fd, ev in clock.wait(ep, max(0.0, min(timeout, 0.05 if conns else timeout))):
+        events = clock.wait(ep, max(0.0, min(timeout, 0.05 if conns else timeout)))
+        pc_ns = time.perf_counter_ns()  # when these events were known: connect times end
+        for fd, ev in events:
             if fd == p._wake_fd:
                 try:
                     os.eventfd_read(p._wake_fd)
                 except BlockingIOError:
                     pass
                 continue
-            p._event(conns, fd, ev)
+            p._event(conns, fd, ev, pc_ns)
         now = clock.monotonic()
         if conns and now >= self.next_sweep:  # timeouts are coarse (1 s): sweep every 20 ms
             self.next_sweep = now + 0.02

@@ -13,8 +13,10 @@ next), POST /disarm,
 POST /forget {target, pod} (a restarted pod's next answer counts as a first one),
 GET /collect (state changes since the last collect, plus self-measured CPU: this
 process and the rule dumps and `nft monitor` it runs),
-GET /kube-proxy-metrics (raw text, for the SLI cross-check), GET /rules-summary?ns=NS
-(Services of NS the rules route, and the rule count: bench.agent.summary). The agent stops by
+GET /kube-proxy-metrics (raw text, for the SLI cross-check and kube-proxy's stats),
+GET /connect (the prober's TCP connect times per target, log buckets, totals since the
+agent started: bench/agent/connhist.py), GET /rules-summary?ns=NS (Services of NS the
+rules route, and the rule count: bench.agent.summary). The agent stops by
 itself after --max-lifetime seconds.
 """
 
@@ -179,6 +181,7 @@ def routes(agent: Agent) -> tuple[dict[str, Callable[[], Reply]],
     get: dict[str, Callable[[], Reply]] = {
         "/collect": lambda: (200, agent.collect(), JSON),
         "/kube-proxy-metrics": lambda: _metrics(agent),
+        "/connect": lambda: (200, agent.prober.connect.snapshot(), JSON),
     }
     post: dict[str, Callable[[dict[str, Any]], Reply]] = {
         "/arm": lambda body: (200, agent.arm(body), JSON),

@@ -160,6 +160,19 @@ class LocalProvider:
                 out[node] = {"error": str(exc)}
         return out
 
+    def component_rss(self) -> dict[str, int]:
+        """Resident memory of the control plane this cluster started (etcd, kube-apiserver),
+        from /proc of the pids `cluster up` recorded; a component not running is absent."""
+        pids = live.read_state(self.spec).get("pids", {})
+        out = {}
+        for name in ("etcd", "kube-apiserver"):
+            pid = int(pids.get(name, 0))
+            mine = pid and procs.alive(pid) and name in procs.cmdline(pid)  # not a reused pid
+            rss = procs.rss_bytes(pid) if mine else None
+            if rss:
+                out[name] = rss
+        return out
+
     def close(self) -> None:
         self.stop_agents()
         for client in (self._watch, self._kube):

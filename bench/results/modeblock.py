@@ -5,7 +5,8 @@ instruments table and report.html read it (through `schema.instruments`). A run 
 continued with --resume measures a mode in several segments, each ending with its own
 block; `accumulate` folds a segment's block into what run.json already holds, so the block
 describes the whole run: counts summed (trials, elapsed time, errors, watch restarts, the
-prober's fine-interval time, the SLI histogram), the rate recomputed, agent CPU averaged
+prober's fine-interval time, the SLI histogram, kube-proxy's sync histograms, syncs and CPU,
+the connect-time histograms), the rate recomputed, agent CPU averaged
 weighted by elapsed time, and each segment kept under `segments`. What is a state rather
 than a sum (clock offsets, resolutions, kube-proxy's config) is the latest segment's. The
 API watch delay is computed by the runner over all of the mode's stored events, so it is
@@ -55,6 +56,10 @@ class ModeBlock(TypedDict, total=False):
     program_from: str                    # "kube-proxy start" | "creation"
     rules: dict[str, int]                # per node, rules (or elements) at that moment
     bg_routed: dict[str, int]            # per node, background Services routed
+    proxy_stats: dict[str, Any]          # node -> bench.proxystats.ProxyStats (the mode's)
+    connect_ms: dict[str, Any]           # node -> {bounds_ms, counts}: connect times
+    apiserver_rss_bytes: int             # absent when not measured
+    etcd_rss_bytes: int                  # absent when etcd is out of reach (kubeconfig)
 
 
 #: per-node agent info that adds up over segments (resolution.agents[node])
@@ -94,6 +99,12 @@ def accumulate(before: ModeBlock | None, seg: ModeBlock) -> ModeBlock:
                              + int(seg.get("watch_restarts") or 0))
     out["resolution"] = _resolution(before.get("resolution") or {}, seg.get("resolution") or {})
     out["sli"] = _sli(before.get("sli") or {}, seg.get("sli") or {})
+    if "connect_ms" in before or "connect_ms" in seg:
+        out["connect_ms"] = _per_node(before.get("connect_ms") or {},
+                                      seg.get("connect_ms") or {}, _connect)
+    if "proxy_stats" in before or "proxy_stats" in seg:
+        out["proxy_stats"] = _per_node(before.get("proxy_stats") or {},
+                                       seg.get("proxy_stats") or {}, _proxy_stats)
     return out
 
 
@@ -132,4 +143,33 @@ def _sli(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         if (x.get("buckets_s") == y.get("buckets_s") and not x.get("cumulative")
                 and not y.get("cumulative") and len(x.get("counts", [])) == len(y["counts"])):
             out[n] = {**y, "counts": [p + q for p, q in zip(x["counts"], y["counts"])]}
+    return out
+
+
+def _per_node(a: Mapping[str, Any], b: Mapping[str, Any], merge: Any) -> dict[str, Any]:
+    return {n: merge(a[n], b[n]) if n in a and n in b else b.get(n, a.get(n))
+            for n in {**a, **b}}
+
+
+def _add_hist(x: Mapping[str, Any] | None, y: Mapping[str, Any], bounds: str
+              ) -> Mapping[str, Any]:
+    """Per-bucket counts summed when both use the same bounds; else the latest."""
+    if x and x.get(bounds) == y.get(bounds) and len(x["counts"]) == len(y["counts"]):
+        return {**y, "counts": [p + q for p, q in zip(x["counts"], y["counts"])]}
+    return y
+
+
+def _connect(a: Mapping[str, Any], b: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _add_hist(a, b, "bounds_ms")
+
+
+def _proxy_stats(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """kube-proxy's figures over both segments: histograms, syncs and CPU added up; RSS and
+    the rule count are the latest segment's."""
+    out = {**a, **b}
+    for key in ("sync_all_s", "sync_full_s", "sync_partial_s"):
+        if key in b:
+            out[key] = _add_hist(a.get(key), b[key], "bounds_s")
+    out["syncs"] = int(a.get("syncs") or 0) + int(b.get("syncs") or 0)
+    out["cpu_s"] = round(float(a.get("cpu_s") or 0.0) + float(b.get("cpu_s") or 0.0), 3)
     return out

@@ -49,6 +49,17 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of a live process (VmRSS of /proc/<pid>/status), None if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def children_map() -> dict[int, list[int]]:
     kids: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):

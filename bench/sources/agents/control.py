@@ -88,3 +88,16 @@ class AgentControl:
 
         futures = {t.node: self._pool.submit(one, t) for t in self.transports}
         return {node: r for node, f in futures.items() if (r := f.result()) is not None}
+
+    def connect_histograms(self) -> dict[str, dict[str, Any]]:
+        """Each prober's connect-time histograms (GET /connect); a node that does not
+        answer is left out."""
+        out = {}
+        for t in self.transports:
+            try:
+                reply = t.request("GET", "/connect")
+            except Exception:  # noqa: BLE001 - the node is absent from the figure, not fatal
+                continue
+            if isinstance(reply, dict):
+                out[t.node] = reply
+        return out

@@ -71,6 +71,8 @@ class AgentStore:
 
     def rules_summary(self, namespace: str) -> dict[str, RulesSummary]:
         return self.control.rules_summary(namespace)
+    def connect_histograms(self) -> dict[str, dict[str, Any]]:
+        return self.control.connect_histograms()
 
     def collect_once(self) -> None:
         self.collector.collect_once()
