@@ -98,7 +98,8 @@ class ModeRun:
         image = self.cfg.target_image or workloads.target_image(tag)
         self.lanes = [Lane(api=self.api, namespace=self.ns, service=f"svc{k}", image=image,
                            agents=self.agents, registry=registry, run_id=self.run_id,
-                           mode=self.mode, cfg=self.sc, on_trial=self.on_trial)
+                           mode=self.mode, cfg=self.sc, on_trial=self.on_trial,
+                           provider=self.provider)
                       for k in range(self.sc.parallel)]
         targets = [{"name": ln.service, "ip": ln.setup(), "port": 80} for ln in self.lanes]
         for ln in self.lanes:

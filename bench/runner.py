@@ -22,6 +22,7 @@ from bench.providers.base import Provider
 from bench.results.schema import Ev, EventRow
 from bench.results.store import RunStore
 from bench.scenarios import ScenarioConfig
+from bench.scenarios import registry as scenario_registry
 from bench.sources.base import TrialRef
 
 
@@ -94,6 +95,7 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
         "scenario_config": asdict(cfg.scenario), "host_kernel": platform.release(),
         **provider.provenance(),
     }
+    scenario_registry.check_provider(cfg.scenario.scenarios, provider)
     if cfg.resume:
         store = RunStore.open(cfg.out_dir)
         run_id = store.meta.get("run_id", run_id)

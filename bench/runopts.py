@@ -17,6 +17,7 @@ from pathlib import Path
 from bench.cluster.local.spec import MAX_NODES, NAME_RE
 from bench.errors import UserError
 from bench.scenarios import ScenarioConfig
+from bench.scenarios import registry as scenario_registry
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ def check_scenario(sc: ScenarioConfig) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise UserError(f"{lim.option}: expected a number, got {value!r}")
         check_number(lim.option, value * lim.scale, lim.low, lim.inclusive)
+    scenario_registry.check(sc)  # what a selected scenario itself refuses
 
 
 def check_nodes(nodes: int) -> None:

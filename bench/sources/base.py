@@ -22,7 +22,7 @@ class TrialRef:
     service: str
     scenario: str
     proxy_mode: str
-    direction: str  # "add" | "remove"
+    direction: str  # "add" | "remove" | "restart"
 
 
 Sink = Callable[[EventRow], None]  # where a source hands each row it records
