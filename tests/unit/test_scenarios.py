@@ -21,7 +21,7 @@ from bench.scenarios import ScenarioConfig, parse_scenarios, registry
 from bench.scenarios.lane import Cycle, Lane
 from bench.sources.base import Registry
 
-BUILT_IN = ("scale-up", "crash", "readiness-flap", "delete")
+BUILT_IN = ("scale-up", "crash", "readiness-flap", "proxy-restart", "delete")
 FULL_CYCLE = [("scale-up", "add"), ("crash", "remove"), ("crash", "add"),
               ("readiness-flap", "remove"), ("readiness-flap", "add"), ("delete", "remove")]
 
@@ -64,7 +64,7 @@ def test_unknown_scenario_is_one_line_listing_the_registered_ones() -> None:
         parse_scenarios("scale-up,explode")
     msg = str(exc.value)
     assert "\n" not in msg and "'explode'" in msg
-    assert msg.endswith("(available: scale-up, crash, readiness-flap, delete)")
+    assert msg.endswith("(available: scale-up, crash, readiness-flap, proxy-restart, delete)")
 
 
 @pytest.mark.parametrize("raw", ["", " , "])
@@ -104,7 +104,8 @@ def test_a_new_scenario_is_one_module(own_registry: None, tmp_path: Path,
         importlib.import_module("hb_fake_rollout")
     finally:
         sys.modules.pop("hb_fake_rollout", None)
-    assert registry.names() == ("scale-up", "crash", "readiness-flap", "rollout", "delete")
+    assert registry.names() == ("scale-up", "crash", "readiness-flap", "rollout", "proxy-restart",
+                                "delete")
     chosen = parse_scenarios("rollout,readiness-flap")
     assert ScenarioConfig(scenarios=chosen).transitions == [
         ("readiness-flap", "remove"), ("readiness-flap", "add"),
