@@ -114,7 +114,7 @@ def test_a_new_scenario_is_one_module(own_registry: None, tmp_path: Path,
         ("readiness-flap", "remove"), ("readiness-flap", "add"),
         ("rollout", "remove"), ("rollout", "add")]
     assert [s.name for s in registry.cycle(("rollout",))] == ["scale-up", "rollout", "delete"]
-    with pytest.raises(UserError, match="readiness-flap, rollout, delete"):
+    with pytest.raises(UserError, match="readiness-flap, rollout, proxy-restart, delete"):
         parse_scenarios("nope")
 
 
