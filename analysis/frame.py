@@ -24,7 +24,7 @@ CHAIN_ORDER: dict[tuple[str, str], int] = {(h.direction, h.name): i for i, h in 
 LABELS: dict[tuple[str, str], str] = {(h.direction, h.name): h.label for h in HOPS}
 SCOPE_ORDER = {SCOPE_CLUSTER: 0, SCOPE_NODE: 1, SCOPE_ALL: 2}
 MODE_ORDER = {"iptables": 0, "nftables": 1, "ipvs": 2}
-DIRECTIONS = ("add", "remove")
+DIRECTIONS = ("add", "remove", "restart")
 BLACKHOLE = "blackhole"
 #: one measured transition (docs/design.md §1: one endpoint change of one Service) within a mode
 TRANSITION = ["run_id", "trial", "service"]

@@ -62,6 +62,10 @@ FIGURES: tuple[FigureSpec, ...] = (
                lambda d, t: box_figure(d.hops, "add")),
     FigureSpec("box_remove", "Remove: box per hop and mode.",
                lambda d, t: box_figure(d.hops, "remove")),
+    FigureSpec("ecdf_restart", "Restart: ECDF of each hop on the restarted node, modes "
+               "overlaid.", lambda d, t: ecdf_figure(d.hops, "restart")),
+    FigureSpec("box_restart", "Restart: box per hop and mode (kill → full sync → rule → "
+               "first answer).", lambda d, t: box_figure(d.hops, "restart")),
     FigureSpec("ratios", "Each mode's median over the baseline's, per hop, with its bootstrap "
                "interval.", lambda d, t: ratio_figure(t.ratios)),
     FigureSpec("nodes", "End-to-end p50 and p99 per node and mode: the slow node stands out.",

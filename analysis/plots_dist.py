@@ -38,7 +38,8 @@ from analysis.quantiles import quantiles, sample
 from bench.results.schema import HOPS
 
 COLUMNS = 4
-TITLES = {"add": "Add (pod becomes Ready)", "remove": "Remove (pod goes away)"}
+TITLES = {"add": "Add (pod becomes Ready)", "remove": "Remove (pod goes away)",
+          "restart": "Restart (kube-proxy restarted on one node)"}
 
 
 def panels(hops: pd.DataFrame, direction: str) -> list[tuple[str, str, str]]:

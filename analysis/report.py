@@ -120,7 +120,9 @@ def _answer(modes: list[ModeAnswer], waterfall: Path | None) -> str:
 def _direction_answer(d: DirectionAnswer) -> str:
     cens = f", {d.n_censored} censored" if d.n_censored else ""
     what = d.label.removeprefix("end to end: ")
-    head = (f"<p class=e2e><b>{'Add' if d.direction == 'add' else 'Removal'}</b> "
+    kind = {"add": "Add", "remove": "Removal", "restart": "kube-proxy restart"}.get(
+        d.direction, d.direction)
+    head = (f"<p class=e2e><b>{kind}</b> "
             f"({html.escape(d.scenario)}, {d.n} trials{cens}), {html.escape(what)} on every "
             f"node: p50 {_answer_q(d.p50)}, p99 {_answer_q(d.p99)}</p>")
     if d.dominant is None:

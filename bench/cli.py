@@ -99,7 +99,8 @@ def run(
         help="Modes to measure in turn, comma-separated (default: iptables,nftables on a "
              "local cluster, the cluster's own mode with --kubeconfig).")] = None,
     scenario: Annotated[str, typer.Option(
-        help="Comma-separated: scale-up, delete, crash, readiness-flap.")] = "scale-up,delete",
+        help="Comma-separated: scale-up, delete, crash, readiness-flap, "
+             "proxy-restart.")] = "scale-up,delete",
     trials: Annotated[int, typer.Option(
         help="Cycles per mode; each records one trial per transition of --scenario.")] = 100,
     parallel: Annotated[int, typer.Option(help="Services measured in parallel.")] = 1,

@@ -108,7 +108,7 @@ class ModeRun:
         self.lanes = [Lane(api=self.api, namespace=self.ns, service=f"svc{k}", image=image,
                            agents=self.agents, registry=registry, run_id=self.run_id,
                            mode=self.mode, cfg=self.sc, on_trial=self.on_trial,
-                           point=self.label)
+                           point=self.label, provider=self.provider)
                       for k in range(self.sc.parallel)]
         targets = [{"name": ln.service, "ip": ln.setup(), "port": 80} for ln in self.lanes]
         for ln in self.lanes:

@@ -29,6 +29,7 @@ from bench.results.provenance import Provenance, point_meta, provider_facts
 from bench.results.schema import Ev, EventRow
 from bench.results.store import RunStore
 from bench.scenarios import ScenarioConfig
+from bench.scenarios import registry as scenario_registry
 from bench.sources.base import TrialRef
 from bench.sweep import Background, FillProgress, program_from
 
@@ -109,6 +110,7 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
         on_fill: FillProgress = lambda label, done, total: None) -> Path:
     run_id = uuid.uuid4().hex[:12]
     meta = provenance(provider, cfg, run_id).to_meta()
+    scenario_registry.check_provider(cfg.scenario.scenarios, provider)
     if cfg.resume:
         store = RunStore.open(cfg.out_dir)
         run_id = store.meta.get("run_id", run_id)

@@ -21,6 +21,7 @@ from bench.cluster.local.spec import MAX_NODES, NAME_RE, SERVICE_CIDR
 from bench.errors import UserError
 from bench.results.point import Point
 from bench.scenarios import ScenarioConfig
+from bench.scenarios import registry as scenario_registry
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ def check_scenario(sc: ScenarioConfig) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise UserError(f"{lim.option}: expected a number, got {value!r}")
         check_number(lim.option, value * lim.scale, lim.low, lim.inclusive)
+    scenario_registry.check(sc)  # what a selected scenario itself refuses
 
 
 def check_nodes(nodes: int) -> None:

@@ -23,12 +23,17 @@ CLUSTER_EVENTS = frozenset(e for h in HOPS if not h.per_node for e in (h.start, 
 #: the end of a window: the last one seen counts, not the first
 LATEST = frozenset({Ev.LAST_SUCCESS, Ev.FAIL_LAST})
 #: the relevant event is the first one at or after this cluster event (older ones are stale)
-ANCHOR = {Ev.PROXY_SYNC: {"add": Ev.SLICE_READY, "remove": Ev.SLICE_UNREADY}}
+#: (a restart's anchor is the node's own kube-proxy start: its first sync is the full sync)
+ANCHOR = {Ev.PROXY_SYNC: {"add": Ev.SLICE_READY, "remove": Ev.SLICE_UNREADY,
+                          "restart": Ev.PROXY_STARTED}}
 #: ...and among those, the one nearest this node event when there is one: the sync that
 #: wrote the rule ends a few ms after the rule is live, while a sync that merely ended
 #: after the harness saw the slice (it started earlier, or kube-proxy saw the slice later)
 #: did not include the change and lies a whole sync period away from the rule.
 NEAREST = {Ev.PROXY_SYNC: {"add": Ev.RULE_PRESENT, "remove": Ev.RULE_ABSENT}}
+#: per-node hops of these directions only on the nodes where this event happened: a
+#: restart trial restarts kube-proxy on one node, the others are not part of it
+ONLY_ON = {"restart": Ev.PROXY_KILLED}
 #: a hop between two of these is a window of failures: none seen on a live node means 0 ms
 ABSENT_MEANS_ZERO = frozenset({Ev.FAIL_FIRST, Ev.FAIL_LAST})
 #: the hop ending at one of these carries the event's `value` (the failure count)
@@ -101,8 +106,9 @@ def assemble(events: pd.DataFrame) -> pd.DataFrame:
       event of the run, so a node silent for a whole trial yields censored rows.
     - Several events of one name: the EARLIEST counts (first answer, first failure, starts),
       except `LATEST` (last_success, fail_last), which close a window, so the latest counts.
-      `ANCHOR`: proxy_sync is a sync on the node at or after the trial's slice event;
-      earlier (periodic or stale) syncs are ignored. No slice event -> no sync is chosen.
+      `ANCHOR`: proxy_sync is a sync on the node at or after the trial's slice event (a
+      restart's: the node's proxy_started); earlier (periodic or stale) syncs are ignored.
+      No anchor event -> no sync is chosen.
       Among those, `NEAREST`: the one closest to the node's rule event when there is one,
       else the first.
     - A missing start or end -> censored, latency NaN, reason "missing <event>", or the
@@ -188,6 +194,9 @@ def _censor_reason(detail: str) -> str:
 
 
 def _trial_rows(trial: _Trial, nodes: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    only_on = ONLY_ON.get(trial.key[2])
+    if only_on is not None:
+        nodes = tuple(n for n in nodes if (n, only_on) in trial.points) or nodes
     for hop in HOPS:
         if hop.direction != trial.key[2]:
             continue
@@ -216,7 +225,7 @@ def _pick(trial: _Trial, event: str, node: str) -> _Point | str:
     missing = f"missing {event}"
     anchor = ANCHOR.get(event, {}).get(trial.key[2])
     if anchor is not None:
-        anchors = trial.points.get((CLUSTER, anchor), [])
+        anchors = trial.points.get((CLUSTER if anchor in CLUSTER_EVENTS else node, anchor), [])
         after = anchors[0].t_ns if anchors else None
         points = [p for p in points if after is not None and p.t_ns >= after]
         missing = f"missing {event} at or after {anchor}" if anchors else f"missing {anchor}"

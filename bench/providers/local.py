@@ -7,6 +7,7 @@ import functools
 import json
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from bench import __version__
 from bench.cluster.local import components, live, nshttp, procs
 from bench.cluster.local.spec import API_PORT, ClusterSpec
 from bench.cluster.toolset import Toolset, find_toolset
-from bench.errors import ClusterError
+from bench.errors import ClusterError, UserError
 from bench.kube import Kube
 from bench.providers.podproxy import TOKEN_HEADER
 from bench.sources.agents import Transport
@@ -72,6 +73,18 @@ class LocalProvider:
     def set_proxy_mode(self, mode: str) -> None:
         if self.proxy_mode() != mode:
             live.set_proxy_mode(self.spec.name, mode, say=lambda m: None, tools=self.tools)
+
+    def restart_kube_proxy(self, node: str, between: Callable[[], None] | None = None
+                           ) -> dict[str, Any]:
+        """Restart kube-proxy on one node the way a mode switch does (bench.cluster.local
+        .live.replace_proxies): stop it, remove its rules, call `between`, start it in the
+        current mode. Optional Provider method (the proxy-restart scenario's); returns the
+        node, the mode and the harness-clock stamps."""
+        if node not in self.nodes():
+            raise UserError(f"cluster {self.spec.name!r} has no node {node!r}")
+        mode = self.proxy_mode()
+        stamps = live.replace_proxies(self.spec, self.tools, mode, [node], between)
+        return {"node": node, "mode": mode, **stamps}
 
     def start_agents(self, token: str, probe_interval_ms: float) -> list[Transport]:
         self.stop_agents()

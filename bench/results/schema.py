@@ -17,13 +17,14 @@ SCHEMA_VERSION = 2  # 2: the `point` column (bench.results.point)
 #: fills with its default (1: no `point`, read as "" = no background)
 READS_AS_CURRENT = frozenset({1})
 
-Direction = Literal["add", "remove"]
+Direction = Literal["add", "remove", "restart"]
 CLUSTER = ""  # node value of cluster-level events (API watch, harness)
 ALL_NODES = "*"  # node value of the "all nodes converged" hops
 
 
 class Ev:
-    """Event names. Add chain T0..T5, removal chain R0..R5 (docs/design.md §2)."""
+    """Event names. Add chain T0..T5, removal chain R0..R5, restart chain K0..K4
+    (docs/design.md §2)."""
 
     TRIGGER = "trigger"                # T0/R0 harness acted (scale, delete, kill, flip)
     POD_READY = "pod_ready"            # T1 pod Ready=True seen on the watch
@@ -37,6 +38,8 @@ class Ev:
     LAST_SUCCESS = "last_success"      # R5[n] last answer served by the removed pod
     FAIL_FIRST = "fail_first"          # first failed request in the transition window
     FAIL_LAST = "fail_last"            # last failed request (value = failure count)
+    PROXY_KILLED = "proxy_killed"      # K0[n] harness signalled kube-proxy on node n to stop
+    PROXY_STARTED = "proxy_started"    # K1[n] the new kube-proxy process on node n exists
     # cross-checks, never the measurement
     READY_LTT = "pod_ready_ltt"        # condition lastTransitionTime (1 s resolution)
     SLICE_TRIGGER = "slice_trigger"    # endpoints.kubernetes.io/last-change-trigger-time
@@ -85,9 +88,26 @@ HOPS: tuple[Hop, ...] = (
         "unready → last answer from the pod"),
     Hop("blackhole", "remove", Ev.FAIL_FIRST, Ev.FAIL_LAST, True,
         "black-hole window: first → last failed request"),
+    # restart: recorded on the restarted node only (timeline.ONLY_ON)
+    Hop("kill_to_start", "restart", Ev.PROXY_KILLED, Ev.PROXY_STARTED, True,
+        "restart: kill → rules cleaned, process started"),
+    Hop("start_to_sync", "restart", Ev.PROXY_STARTED, Ev.PROXY_SYNC, True,
+        "kube-proxy: start → first full sync done"),
+    Hop("sync_to_rule", "restart", Ev.PROXY_SYNC, Ev.RULE_PRESENT, True,
+        "dataplane: sync → rule present"),
+    Hop("rule_to_traffic", "restart", Ev.RULE_PRESENT, Ev.FIRST_SUCCESS, True,
+        "prober: rule → first answer"),
+    Hop("kill_to_rule", "restart", Ev.PROXY_KILLED, Ev.RULE_PRESENT, True,
+        "restart: kill → rule present again"),
+    Hop("kill_to_traffic", "restart", Ev.PROXY_KILLED, Ev.FIRST_SUCCESS, True,
+        "end to end: kube-proxy killed → first answer"),
 )
 
-END_TO_END = {"add": "ready_to_traffic", "remove": "unready_to_rule_gone"}
+END_TO_END = {"add": "ready_to_traffic", "remove": "unready_to_rule_gone",
+              "restart": "kill_to_traffic"}
+#: directions whose trial brings the pod's IP into the node's rules (rule_present,
+#: first_success); the others take it out (rule_absent, last_success)
+ADDING = frozenset({"add", "restart"})
 
 
 class EventRow(TypedDict):
@@ -99,7 +119,7 @@ class EventRow(TypedDict):
     scenario: str
     proxy_mode: str
     point: str          # sweep point label (bench.results.point); "" = no background
-    direction: str      # "add" | "remove" | "" for run-level
+    direction: str      # "add" | "remove" | "restart" | "" for run-level
     node: str           # CLUSTER for cluster-level events
     event: str
     t_ns: int           # on `clock`

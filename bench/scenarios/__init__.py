@@ -1,12 +1,19 @@
 """Scenarios: what a lane does to one fresh pod per cycle, one module per scenario.
 
-registry (by name; order in the cycle) <- scale_up, crash, readiness_flap, delete;
+registry (by name; order in the cycle) <- scale_up, crash, readiness_flap, proxy_restart,
+delete;
 config (ScenarioConfig: what a run selects); lane (the cycle loop and the helpers every
 scenario uses). A new scenario is one new module that calls `registry.register`, plus
 its import below.
 """
 
-from bench.scenarios import crash, delete, readiness_flap, scale_up  # noqa: F401 - register
+from bench.scenarios import (  # noqa: F401 - register
+    crash,
+    delete,
+    proxy_restart,
+    readiness_flap,
+    scale_up,
+)
 from bench.scenarios.config import ScenarioConfig, split_trials
 from bench.scenarios.lane import Lane
 from bench.scenarios.registry import names, parse_scenarios

@@ -72,7 +72,9 @@ class Cycle:
 class Lane:
     def __init__(self, *, api: Kube, namespace: str, service: str, image: str,
                  agents: AgentStore, registry: Registry, run_id: str, mode: str,
-                 cfg: ScenarioConfig, on_trial: TrialDone, point: str = "") -> None:
+                 cfg: ScenarioConfig, on_trial: TrialDone, point: str = "",
+                 provider: Any = None) -> None:
+        self.provider = provider  # for scenarios that act on the cluster's nodes (proxy-restart)
         self.pods = f"/api/v1/namespaces/{namespace}/pods"
         self.api, self.namespace, self.service, self.image = api, namespace, service, image
         self.agents, self.registry, self.run_id, self.mode, self.cfg = (

@@ -11,11 +11,12 @@ the cycle's pod. Adding a scenario is adding a module under bench/scenarios/ tha
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bench.errors import UserError
 
 if TYPE_CHECKING:
+    from bench.scenarios.config import ScenarioConfig
     from bench.scenarios.lane import Cycle
 
 
@@ -27,7 +28,7 @@ class Scenario(Protocol):
     def order(self) -> int: ...  # place in the cycle, smallest first
 
     @property
-    def directions(self) -> tuple[str, ...]: ...  # trials one run records: "add"/"remove"
+    def directions(self) -> tuple[str, ...]: ...  # trials one run records: add/remove/restart
 
     @property
     def always(self) -> bool: ...  # runs in every cycle (setup, cleanup), selected or not
@@ -71,6 +72,21 @@ def cycle(selected: tuple[str, ...]) -> list[Scenario]:
 def transitions(selected: tuple[str, ...]) -> list[tuple[str, str]]:
     """(scenario, direction) of every trial one cycle records, in cycle order."""
     return [(s.name, d) for s in cycle(selected) if s.name in selected for d in s.directions]
+
+
+def check(cfg: ScenarioConfig) -> None:
+    """Each selected scenario's optional `check(cfg)`: a UserError before anything exists."""
+    for n in cfg.scenarios:
+        if (hook := getattr(get(n), "check", None)) is not None:
+            hook(cfg)
+
+
+def check_provider(selected: tuple[str, ...], provider: Any) -> None:
+    """Each selected scenario's optional `check_provider(provider)`: a UserError before the
+    run directory exists (e.g. a provider lacking an optional method the scenario needs)."""
+    for n in selected:
+        if (hook := getattr(get(n), "check_provider", None)) is not None:
+            hook(provider)
 
 
 def parse_scenarios(raw: str) -> tuple[str, ...]:

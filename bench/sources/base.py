@@ -22,7 +22,7 @@ class TrialRef:
     service: str
     scenario: str
     proxy_mode: str
-    direction: str  # "add" | "remove"
+    direction: str  # "add" | "remove" | "restart"
     point: str = ""  # sweep point label (bench.results.point); "" = no background
 
 

@@ -21,9 +21,10 @@ from bench.scenarios import ScenarioConfig, parse_scenarios, registry
 from bench.scenarios.lane import Cycle, Lane
 from bench.sources.base import Registry
 
-BUILT_IN = ("scale-up", "crash", "readiness-flap", "delete")
+BUILT_IN = ("scale-up", "crash", "readiness-flap", "proxy-restart", "delete")
 FULL_CYCLE = [("scale-up", "add"), ("crash", "remove"), ("crash", "add"),
-              ("readiness-flap", "remove"), ("readiness-flap", "add"), ("delete", "remove")]
+              ("readiness-flap", "remove"), ("readiness-flap", "add"),
+              ("proxy-restart", "restart"), ("delete", "remove")]
 
 
 @pytest.fixture
@@ -43,12 +44,14 @@ def test_default_cycle_is_one_add_and_one_delete() -> None:
 
 def test_crash_and_flap_each_record_a_removal_then_an_add() -> None:
     cfg = ScenarioConfig(scenarios=parse_scenarios("scale-up, crash,readiness-flap,delete"))
-    assert cfg.transitions == FULL_CYCLE
+    assert cfg.transitions == [t for t in FULL_CYCLE if t[0] != "proxy-restart"]
 
 
 def test_transitions_follow_the_cycle_not_the_command_line() -> None:
-    cfg = ScenarioConfig(scenarios=parse_scenarios("delete,readiness-flap,scale-up,crash"))
-    assert cfg.scenarios == ("delete", "readiness-flap", "scale-up", "crash")  # as given
+    cfg = ScenarioConfig(scenarios=parse_scenarios(
+        "delete,proxy-restart,readiness-flap,scale-up,crash"))
+    assert cfg.scenarios == ("delete", "proxy-restart", "readiness-flap", "scale-up",
+                             "crash")  # as given
     assert cfg.transitions == FULL_CYCLE
 
 
@@ -64,7 +67,7 @@ def test_unknown_scenario_is_one_line_listing_the_registered_ones() -> None:
         parse_scenarios("scale-up,explode")
     msg = str(exc.value)
     assert "\n" not in msg and "'explode'" in msg
-    assert msg.endswith("(available: scale-up, crash, readiness-flap, delete)")
+    assert msg.endswith("(available: scale-up, crash, readiness-flap, proxy-restart, delete)")
 
 
 @pytest.mark.parametrize("raw", ["", " , "])
@@ -104,13 +107,14 @@ def test_a_new_scenario_is_one_module(own_registry: None, tmp_path: Path,
         importlib.import_module("hb_fake_rollout")
     finally:
         sys.modules.pop("hb_fake_rollout", None)
-    assert registry.names() == ("scale-up", "crash", "readiness-flap", "rollout", "delete")
+    assert registry.names() == ("scale-up", "crash", "readiness-flap", "rollout", "proxy-restart",
+                                "delete")
     chosen = parse_scenarios("rollout,readiness-flap")
     assert ScenarioConfig(scenarios=chosen).transitions == [
         ("readiness-flap", "remove"), ("readiness-flap", "add"),
         ("rollout", "remove"), ("rollout", "add")]
     assert [s.name for s in registry.cycle(("rollout",))] == ["scale-up", "rollout", "delete"]
-    with pytest.raises(UserError, match="readiness-flap, rollout, delete"):
+    with pytest.raises(UserError, match="readiness-flap, rollout, proxy-restart, delete"):
         parse_scenarios("nope")
 
 

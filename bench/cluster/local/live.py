@@ -152,9 +152,41 @@ def proxy_synced(spec: ClusterSpec, node: str) -> bool:
 
 
 def start_proxies(spec: ClusterSpec, tools: Toolset, mode: str,
-                  start: Callable[[str, list[str], str | None], None]) -> None:
-    for node in spec.node_names():
+                  start: Callable[[str, list[str], str | None], None],
+                  nodes: list[str] | None = None) -> None:
+    for node in spec.node_names() if nodes is None else nodes:
         start(f"kube-proxy-{node}", comp.kube_proxy(spec, node, tools, mode), spec.node_ns(node))
+
+
+def replace_proxies(spec: ClusterSpec, tools: Toolset, mode: str, nodes: list[str],
+                    between: Callable[[], None] | None = None) -> dict[str, int]:
+    """Stop kube-proxy on `nodes`, remove its rules there (the upstream `kube-proxy
+    --cleanup` in each node's namespace), call `between`, start it again in `mode`.
+
+    The one path for a mode switch (every node) and a restart (one node, the
+    proxy-restart scenario). Returns harness-clock stamps (time.time_ns()): `killed_ns`
+    just before SIGTERM, `stopped_ns` once every old process is gone, `cleaned_ns` once
+    the cleanup returned, `started_ns` once the new processes were spawned (nsenter has
+    exec'd; kube-proxy's own exec follows).
+    """
+    state = read_state(spec)
+    pids: dict[str, int] = state.get("pids", {})
+    stamps = {"killed_ns": time.time_ns()}
+    procs.stop([pids[f"kube-proxy-{n}"] for n in nodes if f"kube-proxy-{n}" in pids])
+    stamps["stopped_ns"] = time.time_ns()
+    for node in nodes:
+        netns.run_in(spec.node_ns(node), comp.kube_proxy_cleanup(tools), check=False)
+    stamps["cleaned_ns"] = time.time_ns()
+    if between is not None:
+        between()
+
+    def start(key: str, argv: list[str], ns: str | None) -> None:
+        pids[key] = procs.start(argv, spec.logs / f"{key}.log", ns)
+
+    start_proxies(spec, tools, mode, start, nodes)
+    stamps["started_ns"] = time.time_ns()
+    _write_state(spec, pids=pids, proxy_mode=mode)
+    return stamps
 
 
 
@@ -236,17 +268,7 @@ def set_proxy_mode(name: str, mode: str, say: Say = print,
         raise UserError(f"cluster {name!r} is not running")
     tools = tools or find_toolset()
     started = time.monotonic()
-    state = read_state(spec)
-    pids: dict[str, int] = state.get("pids", {})
-    procs.stop([pids[f"kube-proxy-{n}"] for n in spec.node_names() if f"kube-proxy-{n}" in pids])
-    for node in spec.node_names():
-        netns.run_in(spec.node_ns(node), comp.kube_proxy_cleanup(tools), check=False)
-
-    def start(key: str, argv: list[str], ns: str | None) -> None:
-        pids[key] = procs.start(argv, spec.logs / f"{key}.log", ns)
-
-    start_proxies(spec, tools, mode, start)
-    _write_state(spec, pids=pids, proxy_mode=mode)
+    replace_proxies(spec, tools, mode, spec.node_names())
     for node in spec.node_names():
         wait_for(f"kube-proxy ({mode}) sync on {node}",
                  functools.partial(proxy_synced, spec, node), 60,

@@ -7,8 +7,8 @@ the node shares the harness's kernel, else "node:<name>") and offset.
 
 Per node and trial:
 - PROXY_SYNC for every kube-proxy sync that ended in the window;
-- RULE_PRESENT (add) / RULE_ABSENT (remove): the first matching change of the pod IP;
-- FIRST_SUCCESS (add, in the window) / LAST_SUCCESS (remove, whenever it was);
+- RULE_PRESENT (add, restart) / RULE_ABSENT (remove): the first matching change of the pod IP;
+- FIRST_SUCCESS (add and restart, in the window) / LAST_SUCCESS (remove, whenever it was);
 - FAIL_FIRST and FAIL_LAST: the ends of the failed-request runs that began in the
   window (the run still open included), with their count and reasons.
 An answer's resolution is the gap to the request before (first) or after (last) it on
@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench.results.schema import Ev, EventRow
+from bench.results.schema import ADDING, Ev, EventRow
 from bench.sources.agents.nodelog import NodeLog
 from bench.sources.agents.wire import FailRunReport
 from bench.sources.base import TrialRef, row
@@ -43,7 +43,7 @@ class Ask:
 
     @property
     def adding(self) -> bool:
-        return self.ref.direction == "add"
+        return self.ref.direction in ADDING  # add, restart: the IP comes (back) in
 
 
 @dataclass(frozen=True)
