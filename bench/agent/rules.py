@@ -5,10 +5,18 @@ take a dump: on every `nft monitor` event where the backend is nf_tables (nftabl
 and iptables-nft), by polling otherwise (iptables-legacy, IPVS). Only rules that route
 a Service count: a kube-proxy nftables endpoint chain that still exists but is no
 longer referenced from the Service's vmap does not carry traffic.
+
+With thousands of Services a whole-table dump costs far more than the 5 ms the stamps
+resolve, so once targets are watched (`watch`: the armed ClusterIP:ports) each dump lists
+only their Services' chains, named as kube-proxy names them (`service_chain`); a target
+whose Service is not in the rules yet, or a listing that fails otherwise, falls back to
+the whole table.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import shutil
@@ -24,6 +32,17 @@ IPVS_SERVICE = re.compile(r"^(TCP|UDP|SCTP)\s+(\S+)")
 IPVS_REAL = re.compile(r"^\s+->\s+(\d+\.\d+\.\d+\.\d+):\d+")
 
 Routes = dict[str, set[str]]  # service key -> backend IPs
+# the Service chain a ClusterIP:port jumps to, in each mode's whole-table dump
+IPTABLES_PORTAL = re.compile(
+    r'^-A KUBE-SERVICES -d (\d+\.\d+\.\d+\.\d+)/32 -p (tcp|udp|sctp) -m comment --comment '
+    r'"?([^ "]+) cluster IP"? .*--dport (\d+) -j (KUBE-SV[CL]-[A-Z2-7]{16})$', re.M)
+NFT_PORTAL = re.compile(
+    r"(\d+\.\d+\.\d+\.\d+) \. (tcp|udp|sctp) \. (\d+) : goto (service-[A-Z2-7]{8}-([^ ,}]+))")
+# a listing of a chain that does not exist (the Service has no endpoint in the rules):
+# iptables-nft 1.8.9 says "incompatible" for a missing chain, legacy "No chain"
+MISSING_CHAIN = ("No chain/target/match", "incompatible, use 'nft'", "does not exist",
+                 "No such file or directory")
+NFT_BASE_MAX = 128 - 16  # kube-proxy nftables: chain name limit minus the longest prefix
 
 
 def parse_iptables(dump: str) -> Routes:
@@ -61,6 +80,44 @@ DUMPERS: dict[str, tuple[list[str], Callable[[str], Routes]]] = {
 }
 
 
+def _hash(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+def service_chain(mode: str, key: str, protocol: str = "tcp") -> str:
+    """The chain kube-proxy routes the Service port `key` (a Routes key) through.
+
+    iptables (pkg/proxy/iptables/proxier.go portProtoHash): "KUBE-SVC-" + the first 16
+    characters of base32(sha256(servicePortName + protocol)), key "ns/name:port".
+    nftables (pkg/proxy/nftables/proxier.go hashAndTruncate): "service-" + the first 8
+    of base32(sha256(name)) + "-" + name, key = name = "ns/name/protocol/port"."""
+    if mode == "iptables":
+        return "KUBE-SVC-" + _hash(key + protocol)[:16]
+    base = _hash(key)[:8] + "-" + key
+    if len(base) > NFT_BASE_MAX:
+        base = base[:NFT_BASE_MAX - 3] + "..."
+    return "service-" + base
+
+
+def portals(mode: str, dump: str) -> dict[tuple[str, int], tuple[str, str]]:
+    """(ClusterIP, port) -> (Routes key, Service chain) read from a whole-table dump."""
+    found: dict[tuple[str, int], tuple[str, str]] = {}
+    if mode == "iptables":
+        for ip, _proto, key, port, chain in IPTABLES_PORTAL.findall(dump):
+            found[(ip, int(port))] = (key, chain)
+    elif mode == "nftables":
+        for ip, _proto, port, chain, key in NFT_PORTAL.findall(dump):
+            found[(ip, int(port))] = (key, chain)
+    return found
+
+
+def chain_command(mode: str, chain: str) -> list[str]:
+    """The listing of one Service chain, in the format the mode's parser reads."""
+    if mode == "iptables":
+        return ["iptables", "-t", "nat", "-S", chain]
+    return ["nft", "list", "chain", "ip", "kube-proxy", chain]
+
+
 def detect_mode() -> str:
     """nftables if kube-proxy's nft table exists, ipvs if IPVS has services, else iptables."""
     if shutil.which("nft") and subprocess.run(
@@ -80,7 +137,12 @@ def nf_tables_backend() -> bool:
 
 
 class RuleWatcher:
-    """Keeps the routed IP sets and calls `on_change(t_ns, key, ip, present)` on changes."""
+    """Keeps the routed IP sets and calls `on_change(t_ns, key, ip, present)` on changes.
+
+    Without targets every dump is the whole table and every Service is watched. With
+    targets (`watch`), a dump lists only the targets' Service chains once all of them
+    are found in the rules, and only their keys are compared; the others keep the state
+    of the last whole dump, are not reported on and leave `routes()`."""
 
     def __init__(self, on_change: Callable[[int, str, str, bool], None],
                  poll_interval_s: float = 0.02) -> None:
@@ -89,11 +151,16 @@ class RuleWatcher:
         self.mode = ""
         self.method = ""
         self.resolution_ns = 0
+        self.dumps = {"full": 0, "targeted": 0}  # dumps taken, by kind
         self._routes: Routes = {}
+        self._known: set[str] | None = None  # keys whose state is current (None: all)
+        self._wanted: list[tuple[str, int]] = []  # ClusterIP:ports to watch
+        self._chains: dict[str, str] = {}  # Routes key -> Service chain, of the wanted
+        self._lock = threading.Lock()  # one dump and diff at a time
         self._stop = threading.Event()
         self._dirty = threading.Event()
         self._dirty_since = 0
-        self._proc: subprocess.Popen[str] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.mode = detect_mode()
@@ -114,6 +181,21 @@ class RuleWatcher:
         if self._proc and self._proc.poll() is None:
             self._proc.terminate()
 
+    def watch(self, targets: list[tuple[str, int]]) -> dict[str, str]:
+        """Watch only these ClusterIP:ports from now on ([]: every Service, whole dumps).
+        Takes one whole dump to find their Service chains; returns key -> chain of those
+        found (a target not found yet is looked for again in each whole dump)."""
+        with self._lock:
+            self._wanted = [(ip, int(port)) for ip, port in targets]
+            self._chains = {}
+            if self._wanted and self.mode in ("iptables", "nftables"):
+                self._take(time.time_ns(), full=True, report=False)
+            return dict(self._chains)
+
+    def scope(self) -> str:
+        """What the next dump lists: "targeted" (the watched Services' chains) or "full"."""
+        return "targeted" if self._targeted() else "full"
+
     def monitor_pid(self) -> int:
         """The live `nft monitor` child, 0 if none."""
         proc = self._proc
@@ -122,12 +204,51 @@ class RuleWatcher:
     def routes(self) -> Routes:
         return {k: set(v) for k, v in self._routes.items()}
 
+    def _targeted(self) -> bool:
+        return bool(self._wanted) and len(self._chains) == len(self._wanted)
+
     def _dump(self) -> Routes:
         cmd, parse = DUMPERS[self.mode]
+        return parse(self._run_full(cmd))
+
+    def _run_full(self, cmd: list[str]) -> str:
         proc = subprocess.run(cmd, capture_output=True, text=True)
+        self.dumps["full"] += 1
         if proc.returncode != 0 and self.mode == "nftables":
-            return {}  # the table is gone (mode switch): nothing routed
-        return parse(proc.stdout)
+            return ""  # the table is gone (mode switch): nothing routed
+        return proc.stdout
+
+    def _dump_targets(self) -> Routes | None:
+        """The watched Services' routes from their chains alone; None when a listing
+        failed for another reason than the chain being absent (then: a whole dump)."""
+        parse = DUMPERS[self.mode][1]
+        routes: Routes = {}
+        for key, chain in self._chains.items():
+            proc = subprocess.run(chain_command(self.mode, chain), capture_output=True,
+                                  text=True)
+            if proc.returncode != 0:
+                if any(m in proc.stderr for m in MISSING_CHAIN):
+                    continue  # no chain: the Service routes nowhere now
+                return None
+            got = parse(proc.stdout).get(key)
+            if got:
+                routes[key] = got
+        self.dumps["targeted"] += 1
+        return routes
+
+    def _take(self, t_ns: int, full: bool = False, report: bool = True) -> None:
+        """One dump and its diff (caller holds the lock)."""
+        if not full and self._targeted():
+            new = self._dump_targets()
+            if new is not None:
+                self._diff(t_ns, new, scope=set(self._chains), report=report)
+                return
+        cmd, parse = DUMPERS[self.mode]
+        text = self._run_full(cmd)
+        if self._wanted and len(self._chains) < len(self._wanted):
+            found = portals(self.mode, text)
+            self._chains = {found[w][0]: found[w][1] for w in self._wanted if w in found}
+        self._diff(t_ns, parse(text), report=report)
 
     def _monitor(self) -> None:
         try:  # Linux applies this to the calling thread only: read events the moment they come
@@ -135,9 +256,12 @@ class RuleWatcher:
         except (OSError, AttributeError):
             pass  # not permitted: stamps may lag a little more under load
         self._proc = subprocess.Popen(["nft", "monitor", "rules"], stdout=subprocess.PIPE,
-                                      stderr=subprocess.DEVNULL, text=True, bufsize=1)
+                                      stderr=subprocess.DEVNULL)
         assert self._proc.stdout is not None
-        for _ in self._proc.stdout:
+        fd = self._proc.stdout.fileno()
+        # one sync of thousands of Services is thousands of lines: read them in blocks,
+        # the stamp is still the read that brought the first line of the burst
+        while os.read(fd, 1 << 16):
             if self._stop.is_set():
                 break
             if not self._dirty.is_set():
@@ -153,16 +277,29 @@ class RuleWatcher:
                 self._dirty.wait()
                 time.sleep(0.002)  # let the burst of one sync finish
             self._dirty.clear()
-            t_ns = self._dirty_since
-            new = self._dump()
-            self._diff(t_ns, new)
+            if self._stop.is_set():
+                break
+            with self._lock:
+                self._take(self._dirty_since)
 
-    def _diff(self, t_ns: int, new: Routes) -> None:
-        old = self._routes
-        for key in set(old) | set(new):
+    def _diff(self, t_ns: int, new: Routes, scope: set[str] | None = None,
+              report: bool = True) -> None:
+        """Compare `new` (covering the keys `scope`, None: all) with the known state and
+        report the changes of keys whose state was known; adopt the rest silently."""
+        old, known = self._routes, self._known
+        keys = (set(old) | set(new)) if scope is None else scope
+        for key in keys:
+            if known is not None and key not in known:
+                continue  # not watched until now: no earlier state to compare with
             before, after = old.get(key, set()), new.get(key, set())
+            if not report:
+                continue
             for ip in after - before:
                 self.on_change(t_ns, key, ip, True)
             for ip in before - after:
                 self.on_change(t_ns, key, ip, False)
-        self._routes = new
+        if scope is None:
+            self._routes, self._known = new, None
+        else:
+            self._routes = {k: set(v) for k, v in new.items() if k in scope}
+            self._known = set(scope)

@@ -87,9 +87,11 @@ class Agent:
             self.prober.idle_interval_s = float(body["idle_interval_ms"]) / 1000
         self.prober.arm(targets, int(body.get("max_requests", 200_000)),
                         float(body.get("max_seconds", 600)))
+        # rule dumps from now on list only these Services' chains (whole table meanwhile)
+        chains = self.rules.watch([(t.ip, t.port) for t in targets])
         self.min_sync_s = self.poller.min_sync_period()  # per arming: kube-proxy restarts
         self.poller.active.set()
-        return {"armed": [t.name for t in targets]}
+        return {"armed": [t.name for t in targets], "rule_chains": chains}
 
     def focus(self, body: dict[str, Any]) -> dict[str, Any]:
         seconds = float(body.get("seconds", 0))
@@ -124,6 +126,7 @@ class Agent:
 
     def disarm(self) -> dict[str, Any]:
         self.prober.disarm()
+        self.rules.watch([])
         self.poller.active.clear()
         return {"armed": []}
 
