@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from analysis.frame import CHAIN_ORDER, CLUSTER_UNIT, mode_key
+from analysis.frame import CHAIN_ORDER, CLUSTER_UNIT, SCOPE_NODE, mode_key, with_scope
 from analysis.load import RunData
 from analysis.quantiles import (
     FloatArray,
@@ -256,7 +256,7 @@ def _slopes(x: FloatArray, y: FloatArray) -> FloatArray:
 
 
 def _hop_cells(data: RunData, cfg: Settings) -> Iterator[Cell]:
-    hops = data.hops
+    hops = with_scope(data.hops)
     if hops.empty:
         return
     point = (hops["point"].astype(str) if "point" in hops.columns
@@ -264,7 +264,7 @@ def _hop_cells(data: RunData, cfg: Settings) -> Iterator[Cell]:
     unit = hops.groupby(CLUSTER_UNIT, sort=False).ngroup().to_numpy()
     for name, (direction, hop, all_nodes) in _HOP_METRICS.items():
         mask = (hops["direction"] == direction) & (hops["hop"] == hop)
-        mask &= (hops["node"] == ALL_NODES) if all_nodes else (hops["scope"] == "node")
+        mask &= (hops["node"] == ALL_NODES) if all_nodes else (hops["scope"] == SCOPE_NODE)
         yield from _sample_cells(hops, mask, point, unit, name, cfg)
     restart = hops["direction"] == RESTART
     found = pd.unique(hops.loc[restart, "hop"].astype(str))  # assembly writes chain order

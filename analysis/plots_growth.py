@@ -11,7 +11,7 @@ gives each line's fitted exponent b (estimate ≈ a·N^b, `growth.exponents`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from analysis.growth import RESTART_PREFIX, SERIES, VALUE, Growth, metric
-from analysis.plotkit import color, figure, log_axis, no_data, panel_grid, wants_log
+from analysis.plotkit import (
+    LINESTYLES,
+    color,
+    figure,
+    log_axis,
+    no_data,
+    panel_grid,
+    wants_log,
+)
 
 ZERO_AT = 0.25  # N = 0 is drawn at this fraction of the smallest N > 0
 STYLE = {"p50": ("-", "o", 0.18), "p99": ("--", "s", 0.08), VALUE: ("-", "o", 0.0)}
@@ -183,3 +191,49 @@ def growth_figures(growth: Growth, specs: Sequence[GrowthFigure] = GROWTH_FIGURE
                    ) -> dict[str, Figure]:
     """Every growth figure by name."""
     return {spec.name: growth_figure(growth, spec) for spec in specs}
+
+
+def sweeps_figure(growths: Mapping[str, Growth], metrics: Sequence[str],
+                  stat: str = "p50") -> Figure:
+    """Several sweeps side by side: a panel per metric, colour per mode, line style per sweep
+    (the name each is given), `stat` only (one-number metrics: their value); bands as above."""
+    fig = figure(6.2 * min(len(metrics), 2) + 0.6, 4.1 * -(-len(metrics) // 2) + 0.9)
+    axes = panel_grid(fig, len(metrics), min(len(metrics), 2), bottom=0.9)
+    fig.suptitle(f"Sweeps compared ({stat}; one-number figures: their value)", fontsize=12)
+    for ax, name in zip(axes, metrics, strict=True):
+        drawn = False
+        for k, (sweep, growth) in enumerate(growths.items()):
+            t = growth.table
+            rows = t.loc[(t["metric"] == name) & t["stat"].isin([stat, VALUE])
+                         & (t["services"] > 0)]
+            for mode, part in rows.groupby("proxy_mode", sort=False):
+                part = part.sort_values("services")
+                x = part["services"].to_numpy(dtype=np.float64)
+                est = part["estimate"].to_numpy(dtype=np.float64)
+                style = LINESTYLES[k % len(LINESTYLES)]
+                ax.plot(x, np.where(np.isfinite(est), est, np.nan), linestyle=style,
+                        marker="o", ms=4, color=color(str(mode)), label=f"{sweep} · {mode}")
+                lo, hi = part["lo"].to_numpy(dtype=np.float64), part["hi"].to_numpy(
+                    dtype=np.float64)
+                if np.isfinite(lo).sum() > 1:
+                    ax.fill_between(x, lo, np.where(np.isfinite(hi), hi, np.nan),
+                                    color=color(str(mode)), alpha=0.1, linewidth=0)
+                drawn = True
+        if not drawn:
+            no_data(ax, f"no {metric(name).label} at N > 0 in these sweeps")
+            continue
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _n_label(v, -1.0)))
+        if wants_log(_ydata(ax)):
+            log_axis(ax, "y")
+        ax.set_title(metric(name).label, fontsize=11)
+        ax.set_xlabel("background Services N (log scale)")
+        ax.set_ylabel(metric(name).unit)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="best", frameon=False)
+    return fig
+
+
+def _ydata(ax: Axes) -> np.ndarray:
+    parts = [np.asarray(line.get_ydata(), dtype=np.float64) for line in ax.lines]
+    return np.concatenate(parts) if parts else np.array([])
