@@ -223,6 +223,10 @@ def sweeps_figure(growths: Mapping[str, Growth], metrics: Sequence[str],
             no_data(ax, f"no {metric(name).label} at N > 0 in these sweeps")
             continue
         ax.set_xscale("log")
+        ns = sorted({float(x) for line in ax.lines
+                     for x in np.asarray(line.get_xdata(), dtype=np.float64)})
+        ax.xaxis.set_major_locator(FixedLocator(ns))
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _n_label(v, -1.0)))
         if wants_log(_ydata(ax)):
             log_axis(ax, "y")
