@@ -97,6 +97,26 @@ def sample(values: ArrayLike, censored: ArrayLike | None = None,
     return Sample(x=x[order], trial=codes, n_trials=n_trials)
 
 
+def histogram_sample(upper: ArrayLike, counts: ArrayLike) -> Sample:
+    """A Sample from a histogram: each observation at its bucket's upper bound, the overflow
+    bucket (upper bound +inf) censored.
+
+    The same rule as for trials, no interpolation inside a bucket: a quantile is the upper
+    bound of the bucket where the CDF first reaches q (a bound that was an edge of the
+    measurement, never a value between edges), so it is conservative by at most one bucket
+    width; one falling into the overflow is +inf ("beyond the last bound"), as a censored
+    trial is. Every observation is its own resampling unit (the bootstrap then treats the
+    histogram's observations, e.g. kube-proxy syncs or TCP connects, as independent).
+    """
+    bounds = np.asarray(upper, dtype=np.float64)
+    n = np.asarray(counts, dtype=np.float64)
+    if bounds.shape != n.shape or (n < 0).any() or not np.isfinite(n).all():
+        raise ValueError(f"histogram needs one non-negative count per bound, got "
+                         f"{bounds.size} bounds and {n.size} counts")
+    x = np.repeat(bounds, np.rint(n).astype(np.int64))
+    return sample(x, censored=np.isposinf(x))
+
+
 def quantiles(s: Sample, qs: Sequence[float]) -> FloatArray:
     """Point estimates (inverted CDF over all rows, censored = +inf). NaN if the sample is empty."""
     q = np.asarray(qs, dtype=np.float64)

@@ -23,6 +23,7 @@ from analysis.headline import DirectionAnswer, ModeAnswer, Quantile, headline
 from analysis.load import KEY_PROVENANCE, RunData, load_runs
 from analysis.plotkit import fmt_ms
 from analysis.plots import FIGURES, render_all, sli_of
+from analysis.report_growth import growth_section
 from analysis.stats import Settings, Tables, summary_tables
 from bench.results.schema import instruments as mode_instruments
 
@@ -40,7 +41,9 @@ def write_report(run_dirs: Iterable[Path | str] | Path | str, out_dir: Path | st
     """Write every figure (<name>.png), the CSV tables and report.html into `out_dir`.
 
     Returns name -> path: one key per figure of `analysis.plots.FIGURES`, plus
-    summary_csv, ratios_csv, nodes_csv, spread_csv and html (report.html). Raises an
+    summary_csv, ratios_csv, nodes_csv, spread_csv and html (report.html); for a sweep
+    (runs with more than one point) also growth_csv, growth_exponents_csv and one key per
+    `analysis.plots_growth.GROWTH_FIGURES`. Raises an
     `errors.AnalysisError` on bad input, e.g. `ProvenanceMismatch` for runs that must not
     be pooled (unless allow_mixed); nothing is written then.
     """
@@ -55,21 +58,25 @@ def write_report(run_dirs: Iterable[Path | str] | Path | str, out_dir: Path | st
         frame: pd.DataFrame = getattr(tables, attr)
         frame.to_csv(out / name, index=False)
         paths[key] = out / name
-    page = render_html(data, tables, paths, cfg)
+    extra, growth = growth_section(data, out, cfg, _figure)  # a sweep only; else nothing
+    paths.update(extra)
+    page = render_html(data, tables, paths, cfg, growth)
     paths["html"] = out / HTML_FILE
     paths["html"].write_text(page, encoding="utf-8")
     return paths
 
 
 def render_html(data: RunData, tables: Tables, figures: dict[str, Path],
-                cfg: Settings) -> str:
-    """The report page as one HTML string with the PNGs of `figures` inlined."""
+                cfg: Settings, growth: str = "") -> str:
+    """The report page as one HTML string with the PNGs of `figures` inlined; `growth` is
+    a sweep's section (analysis.report_growth), placed after the answer."""
     body = [
         (f"<h1>hopbench report</h1><p class=meta>generated {_now()} from "
          f"{len(data.runs)} run(s); {cfg.confidence:.0%} bootstrap intervals "
          f"({cfg.n_boot} trial resamples, seed {cfg.seed})</p>"),
         _warnings(data, tables),
         _answer(headline(data, tables), figures.get(OPENING_FIGURE)),
+        *([growth] if growth else []),
         "<h2>Runs</h2>", _table(data.runs), _run_json(data),
         "<h2>Instruments</h2>",
         ("<p>The run's checks of itself, per run and mode (run.json <code>modes</code>): "

@@ -1,24 +1,28 @@
 """The notebooks in analysis/notebooks run top to bottom against a run directory.
 
 They read the run named by $HOPBENCH_RUN_DIR; here that is a synthetic run, in CI the committed
-sample. A cell that raises, or writes to stderr (a warning), fails the test.
+sample (compare_sweeps: two synthetic sweep runs). A cell that raises, or writes to stderr
+(a warning), fails the test.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
 import pytest
 from analysis_synth import make_run
+from growth_synth import make_sweep
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "analysis" / "notebooks")
                    .glob("*.ipynb"))
 
 
-def test_the_three_notebooks_exist() -> None:
-    assert {p.stem for p in NOTEBOOKS} == {"explore_run", "compare_modes", "node_tails"}
+def test_the_four_notebooks_exist() -> None:
+    assert {p.stem for p in NOTEBOOKS} == {"explore_run", "compare_modes", "node_tails",
+                                           "compare_sweeps"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -36,9 +40,18 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     modes=("iptables", "nftables", "ipvs"))
 
 
+@pytest.fixture(scope="module")
+def sweep_runs(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("sweeps")
+    return os.pathsep.join(str(make_sweep(root / name, trials=40, seed=seed))
+                           for seed, name in enumerate(("sweep-a", "sweep-b")))
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_executes(path: Path, sample_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOPBENCH_RUN_DIR", str(sample_run))
+def test_notebook_executes(path: Path, sample_run: Path, sweep_runs: str,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = sweep_runs if path.stem == "compare_sweeps" else str(sample_run)
+    monkeypatch.setenv("HOPBENCH_RUN_DIR", runs)
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")  # silences jupyter_core's path warning
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     book = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
