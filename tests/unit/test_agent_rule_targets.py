@@ -103,7 +103,7 @@ class FakeRules:
 def test_watcher_lists_only_the_targets_chains(monkeypatch: pytest.MonkeyPatch, mode: str,
                                                before: str, after: str) -> None:
     fake = FakeRules(mode, before)
-    monkeypatch.setattr(rules.subprocess, "run", fake.run)
+    monkeypatch.setattr(subprocess, "run", fake.run)
     calls: list[tuple[int, str, str, bool]] = []
     w = RuleWatcher(lambda *a: calls.append(a))
     w.mode = mode
@@ -138,7 +138,7 @@ def test_watcher_lists_only_the_targets_chains(monkeypatch: pytest.MonkeyPatch, 
 def test_a_target_not_in_the_rules_yet_means_whole_dumps(monkeypatch: pytest.MonkeyPatch
                                                         ) -> None:
     fake = FakeRules("iptables", "iptables-after-switch.txt")  # no Service routed
-    monkeypatch.setattr(rules.subprocess, "run", fake.run)
+    monkeypatch.setattr(subprocess, "run", fake.run)
     w = RuleWatcher(lambda *a: None)
     w.mode = "iptables"
     assert w.watch([WEB]) == {} and w.scope() == "full"
