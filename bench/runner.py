@@ -163,8 +163,9 @@ def _run_point(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str,
     since_what = program_from(str(store.meta.get("provider") or ""))
     for m in todo:
         progress.mode = m.mode
+        switched = time.monotonic()  # kube-proxy restarts in the mode: it programs from nothing
         m.switch()
-        since = time.monotonic() if since_what == "kube-proxy start" else fill_started
+        since = switched if since_what == "kube-proxy start" else fill_started
         churner = m.churner = background.churner(point)
         try:
             m.start()

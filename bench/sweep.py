@@ -70,7 +70,10 @@ class Background:
             return ModeBlock()
         wait = importlib.import_module("bench.background.wait")
         got = wait.wait_programmed(agents, self.namespace, point.services, PROGRAM_TIMEOUT_S)
+        # complete at the first look: the agents started after kube-proxy was done, so
+        # program_s is an upper bound (the switch itself waited for the first sync)
         return ModeBlock(program_s=round(time.monotonic() - since, 3), program_from=since_what,
+                         program_upper_bound=got.polls == 1,
                          rules=dict(got.rules), bg_routed=dict(got.routed))
 
     def churner(self, point: Point) -> Any:

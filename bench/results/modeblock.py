@@ -54,6 +54,7 @@ class ModeBlock(TypedDict, total=False):
     # at a sweep point with background Services (bench.sweep), the latest segment's:
     program_s: float                     # until every node's rules held all of them
     program_from: str                    # "kube-proxy start" | "creation"
+    program_upper_bound: bool            # rules were complete at the wait's first look
     rules: dict[str, int]                # per node, rules (or elements) at that moment
     bg_routed: dict[str, int]            # per node, background Services routed
     proxy_stats: dict[str, Any]          # node -> bench.proxystats.ProxyStats (the mode's)
