@@ -136,11 +136,10 @@ class Population:
         def one(fn: Callable[[], None]) -> None:
             nonlocal done
             fn()
-            with self._lock:
+            with self._lock:  # under the lock: the counts a progress bar sees only grow
                 done += 1
-                n = done
-            if self.on_progress:
-                self.on_progress(n, total)
+                if self.on_progress:
+                    self.on_progress(done, total)
 
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bg-fill")
         try:
