@@ -45,11 +45,35 @@ MISSING_CHAIN = ("No chain/target/match", "incompatible, use 'nft'", "does not e
 NFT_BASE_MAX = 128 - 16  # kube-proxy nftables: chain name limit minus the longest prefix
 
 
+IPTABLES_PORTAL = re.compile(
+    r'^-A KUBE-SERVICES .*--comment "?([^ "]+) cluster IP"? .*-j (KUBE-SV[CL]-\S+)')
+IPTABLES_DNAT = re.compile(
+    r"^-A (KUBE-SEP-\S+) .*-j DNAT --to-destination (\d+\.\d+\.\d+\.\d+):\d+")
+IPTABLES_JUMP = re.compile(r"^-A (KUBE-SV[CL]-\S+) .*-j (KUBE-SEP-\S+)")
+
+
 def parse_iptables(dump: str) -> Routes:
+    """Each Service's endpoints from the jumps KUBE-SVC -> KUBE-SEP. Above 1000 endpoints
+    kube-proxy writes those jumps without comments ("large cluster mode"), so a jump's
+    Service comes from the KUBE-SERVICES rule that enters its chain and its IP from the
+    KUBE-SEP chain's DNAT, and the comment is only a fallback."""
+    lines = dump.splitlines()
+    service: dict[str, str] = {}
+    ip_of: dict[str, str] = {}
+    for line in lines:
+        if m := IPTABLES_PORTAL.match(line):
+            service[m.group(2)] = m.group(1)
+        elif m := IPTABLES_DNAT.match(line):
+            ip_of[m.group(1)] = m.group(2)
     routes: Routes = {}
-    for line in dump.splitlines():
-        if m := IPTABLES_SVC.match(line):
-            routes.setdefault(m.group(1), set()).add(m.group(2))
+    for line in lines:
+        if not (m := IPTABLES_JUMP.match(line)):
+            continue
+        key, ip = service.get(m.group(1)), ip_of.get(m.group(2))
+        if (key is None or ip is None) and (c := IPTABLES_SVC.match(line)):
+            key, ip = key or c.group(1), ip or c.group(2)
+        if key is not None and ip is not None:
+            routes.setdefault(key, set()).add(ip)
     return routes
 
 

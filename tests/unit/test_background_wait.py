@@ -117,3 +117,12 @@ def test_rules_summary_route_answers_the_typed_reply() -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_iptables_routes_without_comments_in_large_cluster_mode() -> None:
+    """Real kube-proxy output (local cluster, 500 Services x 2 fake endpoints): above 1000
+    endpoints kube-proxy writes KUBE-SVC -> KUBE-SEP jumps and KUBE-SEP rules without
+    comments, as for bg-00484 here; bg-00146 was written before, with them."""
+    routes = parse_iptables((DATA / "rules-large.iptables").read_text())
+    assert routes == {"hopbench-bg-itea1e/bg-00146:http": {"10.255.1.37", "10.255.1.38"},
+                      "hopbench-bg-itea1e/bg-00484:http": {"10.255.3.201", "10.255.3.202"}}
