@@ -87,6 +87,7 @@ def default_out_dir() -> Path:
 
 def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
         on_progress: OnProgress = lambda p: None) -> Path:
+    scenario_registry.check_provider(cfg.scenario.scenarios, provider)  # before anything
     run_id = uuid.uuid4().hex[:12]
     meta = {
         "run_id": run_id, "created_at": datetime.now(UTC).isoformat(),
@@ -95,7 +96,6 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
         "scenario_config": asdict(cfg.scenario), "host_kernel": platform.release(),
         **provider.provenance(),
     }
-    scenario_registry.check_provider(cfg.scenario.scenarios, provider)
     if cfg.resume:
         store = RunStore.open(cfg.out_dir)
         run_id = store.meta.get("run_id", run_id)
