@@ -108,9 +108,9 @@ def provenance(provider: Provider, cfg: RunConfig, run_id: str) -> Provenance:
 def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
         on_progress: OnProgress = lambda p: None,
         on_fill: FillProgress = lambda label, done, total: None) -> Path:
+    scenario_registry.check_provider(cfg.scenario.scenarios, provider)  # before anything
     run_id = uuid.uuid4().hex[:12]
     meta = provenance(provider, cfg, run_id).to_meta()
-    scenario_registry.check_provider(cfg.scenario.scenarios, provider)
     if cfg.resume:
         store = RunStore.open(cfg.out_dir)
         run_id = store.meta.get("run_id", run_id)

@@ -83,7 +83,13 @@ def test_the_restart_chain_is_in_order_on_the_restarted_node(
             (rule,), (first,) = _t(t, target, Ev.RULE_PRESENT), _t(t, target, Ev.FIRST_SUCCESS)
             assert syncs, (mode, trial)
             assert kill < started < syncs[0], (mode, trial)
-            assert started < rule < first, (mode, trial)
+            assert started < rule, (mode, trial)
+            # the rule watcher stamps when it read the monitor line (nftables: up to 5 ms
+            # late), so the first answer may be sent just before it: within the resolution
+            res = hops[(hops.proxy_mode == mode) & (hops.trial == trial)
+                       & (hops.direction == "restart") & (hops.node == target)
+                       & (hops.hop == "rule_to_traffic")].resolution_ms.iloc[0]
+            assert first >= rule - res * 1e6, (mode, trial, (first - rule) / 1e6, res)
             # kube-proxy stamps its sync's end after the commit the rule watcher saw: the
             # rule may lead the full sync's stamp by a few ms, never by a sync period
             assert rule > syncs[0] - 100_000_000, (mode, trial, (syncs[0] - rule) / 1e6)
@@ -117,8 +123,8 @@ def test_the_report_shows_the_restart_hops(restart_run: tuple[Path, list[str]],
     assert "kube-proxy killed → first answer" in page
     assert {"ecdf_restart", "box_restart"} <= set(paths)
     summary = pd.read_csv(paths["summary_csv"])
-    labels = {h.label for h in RESTART_HOPS}
-    assert labels == set(summary.loc[summary.direction == "restart", "hop"])
+    assert {h.name for h in RESTART_HOPS} == set(
+        summary.loc[summary.direction == "restart", "hop"])
 
 
 def test_a_provider_without_restart_is_refused_up_front(tmp_path: Path) -> None:
