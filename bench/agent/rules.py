@@ -45,11 +45,17 @@ MISSING_CHAIN = ("No chain/target/match", "incompatible, use 'nft'", "does not e
 NFT_BASE_MAX = 128 - 16  # kube-proxy nftables: chain name limit minus the longest prefix
 
 
-IPTABLES_PORTAL = re.compile(
+IPTABLES_ENTRY = re.compile(
     r'^-A KUBE-SERVICES .*--comment "?([^ "]+) cluster IP"? .*-j (KUBE-SV[CL]-\S+)')
 IPTABLES_DNAT = re.compile(
     r"^-A (KUBE-SEP-\S+) .*-j DNAT --to-destination (\d+\.\d+\.\d+\.\d+):\d+")
 IPTABLES_JUMP = re.compile(r"^-A (KUBE-SV[CL]-\S+) .*-j (KUBE-SEP-\S+)")
+
+
+def sep_ips(dump: str) -> dict[str, str]:
+    """KUBE-SEP chain -> the endpoint IP its DNAT rule sends to."""
+    return {m.group(1): m.group(2) for line in dump.splitlines()
+            if (m := IPTABLES_DNAT.match(line))}
 
 
 def parse_iptables(dump: str) -> Routes:
@@ -61,7 +67,7 @@ def parse_iptables(dump: str) -> Routes:
     service: dict[str, str] = {}
     ip_of: dict[str, str] = {}
     for line in lines:
-        if m := IPTABLES_PORTAL.match(line):
+        if m := IPTABLES_ENTRY.match(line):
             service[m.group(2)] = m.group(1)
         elif m := IPTABLES_DNAT.match(line):
             ip_of[m.group(1)] = m.group(2)
@@ -180,6 +186,7 @@ class RuleWatcher:
         self._known: set[str] | None = None  # keys whose state is current (None: all)
         self._wanted: list[tuple[str, int]] = []  # ClusterIP:ports to watch
         self._chains: dict[str, str] = {}  # Routes key -> Service chain, of the wanted
+        self._sep_ip: dict[str, str] = {}  # KUBE-SEP chain -> endpoint IP (iptables)
         self._lock = threading.Lock()  # one dump and diff at a time
         self._stop = threading.Event()
         self._dirty = threading.Event()
@@ -254,11 +261,33 @@ class RuleWatcher:
                 if any(m in proc.stderr for m in MISSING_CHAIN):
                     continue  # no chain: the Service routes nowhere now
                 return None
-            got = parse(proc.stdout).get(key)
+            got = (self._iptables_ips(proc.stdout) if self.mode == "iptables"
+                   else parse(proc.stdout).get(key))
             if got:
                 routes[key] = got
         self.dumps["targeted"] += 1
         return routes
+
+    def _iptables_ips(self, listing: str) -> set[str]:
+        """The endpoint IPs a KUBE-SVC chain's listing jumps to. Above 1000 endpoints the
+        jumps carry no comment, so an endpoint's IP comes from its KUBE-SEP chain's DNAT:
+        known from the last whole dump, else listed once (the chain's name hashes the
+        endpoint, so the IP of a name never changes)."""
+        ips: set[str] = set()
+        for line in listing.splitlines():
+            if not (m := IPTABLES_JUMP.match(line)):
+                continue
+            if c := IPTABLES_SVC.match(line):
+                ips.add(c.group(2))
+                continue
+            sep = m.group(2)
+            if sep not in self._sep_ip:
+                out = subprocess.run(chain_command("iptables", sep), capture_output=True,
+                                     text=True).stdout
+                self._sep_ip.update(sep_ips(out))
+            if ip := self._sep_ip.get(sep):
+                ips.add(ip)
+        return ips
 
     def _take(self, t_ns: int, full: bool = False, report: bool = True) -> None:
         """One dump and its diff (caller holds the lock)."""
@@ -269,6 +298,8 @@ class RuleWatcher:
                 return
         cmd, parse = DUMPERS[self.mode]
         text = self._run_full(cmd)
+        if self.mode == "iptables":
+            self._sep_ip = sep_ips(text)
         if self._wanted and len(self._chains) < len(self._wanted):
             found = portals(self.mode, text)
             self._chains = {found[w][0]: found[w][1] for w in self._wanted if w in found}

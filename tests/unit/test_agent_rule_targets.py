@@ -147,3 +147,33 @@ def test_a_target_not_in_the_rules_yet_means_whole_dumps(monkeypatch: pytest.Mon
     assert w.scope() == "targeted" and w._chains == {"fx/web:http": IPT_CHAIN}
     w.watch([])
     assert w.scope() == "full"
+
+
+def test_targeted_iptables_listing_without_jump_comments(monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    """Above 1000 endpoints kube-proxy writes KUBE-SVC -> KUBE-SEP jumps without comments:
+    the targeted listing then takes each endpoint's IP from its KUBE-SEP chain's DNAT
+    (listed once, then remembered), and still finds every endpoint."""
+    import re
+
+    text = (FIX / "iptables-3.txt").read_text()
+    large = tmp_path / "large.txt"
+    large.write_text("\n".join(
+        re.sub(r'-m comment --comment "?[^"]* -> [^" ]*"? ', "", ln)
+        if ln.startswith("-A KUBE-SVC") else ln for ln in text.splitlines()) + "\n")
+    fake = FakeRules("iptables", str(large))
+    monkeypatch.setattr(subprocess, "run", fake.run)
+    w = RuleWatcher(lambda *a: None)
+    w.mode = "iptables"
+    assert w.watch([WEB]) == {"fx/web:http": IPT_CHAIN}
+    w._sep_ip.clear()  # as if the endpoints came after the last whole dump
+    fake.cmds.clear()
+    w._take(3)
+    want = rules.parse_iptables(text)["fx/web:http"]
+    assert w.routes() == {"fx/web:http": want}
+    seps = [c[-1] for c in fake.cmds[1:]]
+    assert fake.cmds[0] == chain_command("iptables", IPT_CHAIN)
+    assert len(seps) == len(want) and all(s.startswith("KUBE-SEP-") for s in seps)
+    fake.cmds.clear()
+    w._take(4)
+    assert fake.cmds == [chain_command("iptables", IPT_CHAIN)]  # the IPs are remembered
