@@ -164,3 +164,20 @@ def test_resumed_segments_add_up() -> None:
     assert sum(s["sync_all_s"]["counts"]) == 10 and sum(s["sync_full_s"]["counts"]) == 2
     assert sum(whole["connect_ms"]["n1"]["counts"]) == 12
     assert whole["apiserver_rss_bytes"] == 3_000_000
+
+
+def test_real_kube_proxy_pages_count_ipv4_only() -> None:
+    """Pages of a real kube-proxy 1.35 (the local cluster's, trimmed to these families):
+    it exports IPv6 series too; the figures are the IPv4 family's."""
+    from pathlib import Path
+    data = Path(__file__).parent / "data"
+    ipt = proxystats.proxy_stats("", (data / "kube-proxy-iptables-1.35.metrics").read_text())
+    assert ipt is not None
+    assert ipt["syncs"] == 170 and sum(ipt["sync_full_s"]["counts"]) == 1
+    assert sum(ipt["sync_partial_s"]["counts"]) == 169
+    assert ipt["kube_proxy_rules"] == {"filter": 4, "nat": 10}
+    assert ipt["cpu_s"] == 2.39 and ipt["rss_bytes"] == 65_200_128
+    nft = proxystats.proxy_stats("", (data / "kube-proxy-nftables-1.35.metrics").read_text())
+    assert nft is not None and nft["syncs"] == 1 and "kube_proxy_rules" not in nft
+    # just after a switch: one full sync, no partial one yet (no series at all)
+    assert sum(nft["sync_full_s"]["counts"]) == 1 and "sync_partial_s" not in nft
