@@ -93,8 +93,10 @@ def test_the_restart_chain_is_in_order_on_the_restarted_node(
             # kube-proxy stamps its sync's end after the commit the rule watcher saw: the
             # rule may lead the full sync's stamp by a few ms, never by a sync period
             assert rule > syncs[0] - 100_000_000, (mode, trial, (syncs[0] - rule) / 1e6)
-            # the Service truly stopped answering there: requests failed in between
-            assert _t(t, target, Ev.FAIL_FIRST), (mode, trial)
+            # the Service truly stopped answering there: no answer between the cleanup and
+            # the new process (a probe in flight may retry its SYN into the new rules and
+            # succeed, so failed requests are not certain in every trial)
+            assert first > started, (mode, trial)
             h = hops[(hops.proxy_mode == mode) & (hops.trial == trial)
                      & (hops.direction == "restart") & (hops.node == target)]
             e2e = h[h.hop == "kill_to_traffic"].latency_ms.iloc[0]
