@@ -1,16 +1,21 @@
 """Which backend IPs a node's kube-proxy rules currently route each Service to.
 
 Pure parsers over rule dumps, one per dataplane, plus the watcher that decides when to
-take a dump: on every `nft monitor` event where the backend is nf_tables (nftables mode
-and iptables-nft), by polling otherwise (iptables-legacy, IPVS). Only rules that route
-a Service count: a kube-proxy nftables endpoint chain that still exists but is no
-longer referenced from the Service's vmap does not carry traffic.
+take a dump: on every nf_tables change notification where the backend is nf_tables
+(nftables mode and iptables-nft; a netlink socket in the nf_tables multicast group,
+bench.agent.nftnl), by polling otherwise (iptables-legacy, IPVS, no CAP_NET_ADMIN).
+Only rules that route a Service count: a kube-proxy nftables endpoint chain that still
+exists but is no longer referenced from the Service's vmap does not carry traffic.
 
 With thousands of Services a whole-table dump costs far more than the 5 ms the stamps
 resolve, so once targets are watched (`watch`: the armed ClusterIP:ports) each dump lists
 only their Services' chains, named as kube-proxy names them (`service_chain`); a target
 whose Service is not in the rules yet, or a listing that fails otherwise, falls back to
-the whole table.
+the whole table. In nftables mode the targeted listing does not run `nft` (which loads
+the whole table first): the netlink client asks the kernel for map `service-ips`'s element
+of each ClusterIP:port, the Service chain's rules and its verdict map's elements; a target
+absent from `service-ips` routes nowhere. Whole dumps are spaced out by their own cost
+(at most ~10 % of the time spent dumping) so an unarmed agent stays cheap at scale.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ import hashlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+
+from bench.agent import nftnl
 
 IPTABLES_SVC = re.compile(
     r'^-A KUBE-SV[CL]-\S+ .*--comment "?([^ "]+) -> (\d+\.\d+\.\d+\.\d+):\d+"? .*-j KUBE-SEP-')
@@ -43,6 +51,7 @@ NFT_PORTAL = re.compile(
 MISSING_CHAIN = ("No chain/target/match", "incompatible, use 'nft'", "does not exist",
                  "No such file or directory")
 NFT_BASE_MAX = 128 - 16  # kube-proxy nftables: chain name limit minus the longest prefix
+FULL_SPACING = 9.0  # after a whole dump of d seconds, the next one waits 9 d
 
 
 IPTABLES_ENTRY = re.compile(
@@ -191,26 +200,37 @@ class RuleWatcher:
         self._stop = threading.Event()
         self._dirty = threading.Event()
         self._dirty_since = 0
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._events: socket.socket | None = None  # the nf_tables notification socket
+        self._nl: nftnl.Client | None = None  # targeted nftables listings
+        self._nl_lock = threading.Lock()
+        self._next_full = 0.0  # monotonic: no whole dump before (spaced by their cost)
 
     def start(self) -> None:
         self.mode = detect_mode()
-        event_driven = shutil.which("nft") is not None and (
+        event_driven = nftnl.available() and (
             self.mode == "nftables" or (self.mode == "iptables" and nf_tables_backend()))
-        self.method = "nft-monitor" if event_driven else "poll"
-        # event-driven: the stamp is when the agent read the monitor's line, a few ms after
-        # the commit at worst on a loaded 2-core node; polling: the interval
+        self.method = "netlink" if event_driven else "poll"
+        # event-driven: the stamp is when the agent read the first notification of a
+        # burst, a few ms after the commit at worst on a loaded 2-core node (5 ms);
+        # polling: the interval
         self.resolution_ns = 5_000_000 if event_driven else int(self.poll_interval_s * 1e9)
+        if self.mode == "nftables":
+            try:
+                self._nl = nftnl.Client()
+            except OSError:
+                self._nl = None  # no netlink: `nft` listings
+        if event_driven:
+            self._events = nftnl.event_socket()  # before the first dump: no change missed
         self._routes = self._dump()
         threading.Thread(target=self._dumper, daemon=True, name="rules-dump").start()
         if event_driven:
-            threading.Thread(target=self._monitor, daemon=True, name="nft-monitor").start()
+            threading.Thread(target=self._monitor, daemon=True, name="nft-events").start()
 
     def stop(self) -> None:
         self._stop.set()
         self._dirty.set()
-        if self._proc and self._proc.poll() is None:
-            self._proc.terminate()
+        if self._events is not None:
+            self._events.close()
 
     def watch(self, targets: list[tuple[str, int]]) -> dict[str, str]:
         """Watch only these ClusterIP:ports from now on ([]: every Service, whole dumps).
@@ -225,12 +245,9 @@ class RuleWatcher:
 
     def scope(self) -> str:
         """What the next dump lists: "targeted" (the watched Services' chains) or "full"."""
+        if self.mode == "nftables" and self._wanted and self._nl is not None:
+            return "targeted"
         return "targeted" if self._targeted() else "full"
-
-    def monitor_pid(self) -> int:
-        """The live `nft monitor` child, 0 if none."""
-        proc = self._proc
-        return proc.pid if proc is not None and proc.poll() is None else 0
 
     def routes(self) -> Routes:
         return {k: set(v) for k, v in self._routes.items()}
@@ -243,8 +260,10 @@ class RuleWatcher:
         return parse(self._run_full(cmd))
 
     def _run_full(self, cmd: list[str]) -> str:
+        t0 = time.monotonic()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         self.dumps["full"] += 1
+        self._next_full = time.monotonic() + FULL_SPACING * (time.monotonic() - t0)
         if proc.returncode != 0 and self.mode == "nftables":
             return ""  # the table is gone (mode switch): nothing routed
         return proc.stdout
@@ -289,8 +308,42 @@ class RuleWatcher:
                 ips.add(ip)
         return ips
 
+    def _netlink_targets(self) -> tuple[Routes, dict[str, str]] | None:
+        """nftables, over netlink: the watched ClusterIP:ports' Service chains (from map
+        `service-ips`; one that is absent routes nowhere) and their routes. None when
+        netlink fails (then: `nft`)."""
+        nl = self._nl
+        if nl is None:
+            return None
+        routes: Routes = {}
+        chains: dict[str, str] = {}
+        try:
+            with self._nl_lock:
+                for ip, port in self._wanted:
+                    chain = nl.service_chain(ip, port)
+                    if not chain.startswith("service-"):
+                        continue
+                    got = nl.chain_routes(chain)
+                    key = chain.split("-", 2)[2]  # as `portals` reads it
+                    if key.endswith("...") and len(got) == 1:  # truncated: the endpoints'
+                        key = next(iter(got))
+                    chains[key] = chain
+                    if got.get(key):
+                        routes[key] = got[key]
+        except OSError:
+            return None
+        self.dumps["targeted"] += 1
+        return routes, chains
+
     def _take(self, t_ns: int, full: bool = False, report: bool = True) -> None:
         """One dump and its diff (caller holds the lock)."""
+        if self.mode == "nftables" and self._wanted and (got := self._netlink_targets()):
+            routes, chains = got
+            if self._known is not None:  # a chain found now routed nowhere before
+                self._known |= set(chains) - set(self._chains)
+            self._chains = {**self._chains, **chains}
+            self._diff(t_ns, routes, scope=set(self._chains), report=report)
+            return
         if not full and self._targeted():
             new = self._dump_targets()
             if new is not None:
@@ -310,13 +363,12 @@ class RuleWatcher:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
         except (OSError, AttributeError):
             pass  # not permitted: stamps may lag a little more under load
-        self._proc = subprocess.Popen(["nft", "monitor", "rules"], stdout=subprocess.PIPE,
-                                      stderr=subprocess.DEVNULL)
-        assert self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        # one sync of thousands of Services is thousands of lines: read them in blocks,
-        # the stamp is still the read that brought the first line of the burst
-        while os.read(fd, 1 << 16):
+        # this thread starts no process (a child would inherit SCHED_FIFO); one sync of
+        # thousands of Services is thousands of messages: read them in blocks, the stamp
+        # is still the read that brought the first message of the burst
+        sock, buf = self._events, bytearray(1 << 16)
+        assert sock is not None
+        while nftnl.read_event(sock, buf):
             if self._stop.is_set():
                 break
             if not self._dirty.is_set():
@@ -331,6 +383,9 @@ class RuleWatcher:
             else:
                 self._dirty.wait()
                 time.sleep(0.002)  # let the burst of one sync finish
+                if self.scope() == "full":
+                    # a whole dump costs seconds at scale: space them out by their cost
+                    time.sleep(max(0.0, self._next_full - time.monotonic()))
             self._dirty.clear()
             if self._stop.is_set():
                 break

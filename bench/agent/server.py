@@ -12,7 +12,7 @@ which kube-proxy's runner waits between the end of one sync and the start of the
 next), POST /disarm,
 POST /forget {target, pod} (a restarted pod's next answer counts as a first one),
 GET /collect (state changes since the last collect, plus self-measured CPU: this
-process and the rule dumps and `nft monitor` it runs),
+process and the rule dumps it runs),
 GET /kube-proxy-metrics (raw text, for the SLI cross-check and kube-proxy's stats),
 GET /connect (the prober's TCP connect times per target, log buckets, totals since the
 agent started: bench/agent/connhist.py), GET /rules-summary?ns=NS (Services of NS the
@@ -111,18 +111,10 @@ class Agent:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of this process and of the children it ran: finished rule
-        dumps (reaped, so in the children times) and the live `nft monitor`."""
+        dumps (reaped, so in the children times); the change trigger is a netlink socket
+        read by this process, no child."""
         t = os.times()
-        total = t.user + t.system + t.children_user + t.children_system
-        pid = self.rules.monitor_pid()
-        if pid:
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            except (OSError, IndexError, ValueError):
-                pass  # it just exited: its time moves to the children times
-        return total
+        return t.user + t.system + t.children_user + t.children_system
 
     def disarm(self) -> dict[str, Any]:
         self.prober.disarm()

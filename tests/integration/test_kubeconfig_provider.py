@@ -140,7 +140,7 @@ def test_run_json_records_cluster_and_clocks(runs: dict[str, Path], agent_image:
                        for n in ("n1", "n2")}
     assert all(c["shared"] for c in meta["clock_check"].values())
     agents = m["resolution"]["agents"]
-    assert all(a["rule_method"] == "nft-monitor" for a in agents.values())
+    assert all(a["rule_method"] == "netlink" for a in agents.values())
 
 
 def test_nothing_left_after_the_run(runs: dict[str, Path], kcfg_cluster: ClusterSpec) -> None:

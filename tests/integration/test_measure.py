@@ -94,7 +94,7 @@ def test_run_json_records_instruments(default_run: Path) -> None:
         assert m["trials_per_minute"] > 0
         agents = m["resolution"]["agents"]
         assert set(agents) == {"n1", "n2"}
-        expected = "nft-monitor"  # nftables mode, and iptables-nft on this host
+        expected = "netlink"  # nftables mode, and iptables-nft on this host
         assert all(a["rule_method"] == expected for a in agents.values())
         assert all(0 < c < 1 for c in m["agent_cpu_fraction"].values())
         # the fine interval waits for kube-proxy's next possible sync: read from its

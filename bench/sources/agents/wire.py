@@ -82,7 +82,7 @@ class CollectReply(TypedDict):
     cpu_s: float   # CPU seconds of the agent and its children since it started
     wall_s: float  # wall seconds since it started
     rule_mode: str
-    rule_method: str            # "nft-monitor" | "poll"
+    rule_method: str            # "netlink" | "poll" ("nft-monitor" in older runs)
     rule_resolution_ns: int
     probe_interval_ns: int
     probe_idle_interval_ns: int
