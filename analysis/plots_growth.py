@@ -95,8 +95,24 @@ def growth_figure(growth: Growth, spec: GrowthFigure) -> Figure:
     return fig
 
 
+def _origin_in_every_series(rows: pd.DataFrame) -> pd.DataFrame:
+    """N = 0 has no endpoints to churn, so a sweep's 0 point carries churn 0 (and any M):
+    draw it as the start of each of its mode's series with N > 0."""
+    zero, rest = rows[rows["services"] == 0], rows[rows["services"] > 0]
+    if zero.empty or rest.empty:
+        return rows
+    parts = [rest]
+    for mode, z in zero.groupby("proxy_mode", sort=False):
+        keys = rest.loc[rest["proxy_mode"] == mode, ["endpoints", "churn_per_s"]]
+        for endpoints, churn in keys.drop_duplicates().itertuples(index=False):
+            parts.append(z.assign(endpoints=endpoints, churn_per_s=churn))
+        if keys.empty:
+            parts.append(z)
+    return pd.concat([*parts[1:], rest], ignore_index=True)
+
+
 def _panel(ax: Axes, growth: Growth, name: str) -> None:
-    rows = growth.table.loc[growth.table["metric"] == name]
+    rows = _origin_in_every_series(growth.table.loc[growth.table["metric"] == name])
     m = metric(name)
     positive = rows.loc[rows["services"] > 0, "services"]
     smallest = float(positive.min()) if len(positive) else 1.0

@@ -67,10 +67,30 @@ class Churner:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop changing, then make every endpoint ready again: the next mode or sweep
+        point reuses the population and must find it as the point describes it."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        self.restore()
+
+    def restore(self) -> int:
+        """Rewrite the slices whose endpoints churn left not ready; how many were."""
+        ns, m = self.population.namespace, self.population.endpoints
+        restored = 0
+        for i, off in list(self._not_ready.items()):
+            if not off:
+                continue
+            try:
+                self.kube.patch(f"{SLICES.format(ns=ns)}/{plan.service_name(i)}",
+                                {"endpoints": plan.endpoint_list(i, m, frozenset())})
+            except Exception:  # noqa: BLE001 - counted; the slice stays as churn left it
+                self.errors += 1
+                continue
+            off.clear()
+            restored += 1
+        return restored
 
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

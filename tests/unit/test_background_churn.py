@@ -132,3 +132,20 @@ def test_the_churn_source_opens_only_with_a_churner() -> None:
     assert isinstance(factory(ctx(Churner(_Kube(), _Pop(4, 2), 1.0))),  # type: ignore[arg-type]
                       ChurnSource)
     assert churn_mod.MAX_S > 0
+
+
+def test_stop_leaves_every_endpoint_ready_again() -> None:
+    """The next mode or sweep point reuses the population: churn must not leave it with
+    endpoints not ready (an nftables rule count 610 short at 1000 x 2 showed it did)."""
+    kube = _Kube()
+    c = Churner(kube, _Pop(3, 2), 1000.0)  # type: ignore[arg-type]
+    c.start(max_s=30, max_changes=7)  # Service 0 visited three times, 1 and 2 twice
+    deadline = time.monotonic() + 10
+    while c.running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    c.stop()
+    last: dict[str, list[bool]] = {}
+    for path, body in kube.patches:
+        last[path] = [e["conditions"]["ready"] for e in body["endpoints"]]
+    assert len(last) == 3 and all(all(r) for r in last.values()), last
+    assert len(kube.patches) > 7  # the restoring writes came after the churn's own
