@@ -97,7 +97,9 @@ def render(df: pd.DataFrame, title: str = "latency per hop (ms)", width: int | N
             group = key
             table.add_section()
             at = f" @ {key[3]}" if key[3] else ""  # the sweep point; "" without a sweep
-            table.add_row(f"[bold]{key[0]} / {key[1]} ({key[2]}){at}[/]",
+            # two short lines, not one long one: the first column stays narrow enough for
+            # every number to fit an 80-column terminal
+            table.add_row(f"[bold]{key[0]} / {key[1]}[/]\n({key[2]}){at}",
                           *[""] * (1 + len(stats)))
         scope = {"all-nodes": "all"}.get(str(r["scope"]), str(r["scope"]))
         cells = {"n": str(r["n"]), "cens": str(r["censored"]), "neg": str(r["negative"]),

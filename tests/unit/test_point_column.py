@@ -44,6 +44,8 @@ def test_same_trial_number_at_two_points_is_two_trials(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     assert f"@ {A}" in shown.output and f"@ {B}" in shown.output
     assert shown.output.index(f"@ {A}") < shown.output.index(f"@ {B}")  # ascending N
+    narrow = CliRunner().invoke(app, ["show", str(tmp_path / "run")], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0 and "…" not in narrow.output, narrow.output  # nothing cut
 
 
 def schema1_run(path: Path) -> Path:
