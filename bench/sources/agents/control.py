@@ -14,6 +14,10 @@ from typing import Any
 
 from bench.sources.agents.wire import RulesSummary, Transport
 
+#: /arm takes one whole rule dump to find the targets' chains: 2.85 s for
+#: `iptables-save -t nat` alone at 10,000 Services, and the 5 s default timed out there
+ARM_TIMEOUT_S = 120.0
+
 
 class AgentControl:
     def __init__(self, transports: list[Transport]) -> None:
@@ -33,7 +37,8 @@ class AgentControl:
             t.request("POST", "/arm", {"targets": targets, "interval_ms": interval_ms,
                                        "idle_interval_ms": idle_interval_ms,
                                        "max_seconds": max_seconds,
-                                       "max_requests": max_requests})
+                                       "max_requests": max_requests},
+                      timeout=ARM_TIMEOUT_S)
 
     def focus(self, target: str, seconds: float, after_sync: bool = False) -> None:
         """Every agent probes `target` at the fine interval for up to `seconds` (0: back
