@@ -251,27 +251,24 @@ class Client:
 
     def chain_sets(self, chain: str, table: str = TABLE) -> list[str]:
         """Sets and maps the rules of `chain` look up; [] when the chain does not exist."""
-        try:
-            replies = self.request(NFT_MSG_GETRULE, NLM_F_DUMP,
-                                   attr(NFTA_RULE_TABLE, strz(table))
-                                   + attr(NFTA_RULE_CHAIN, strz(chain)))
-        except NetlinkError as e:
-            if e.errno == errno.ENOENT:
-                return []
-            raise
+        replies = self._dump(NFT_MSG_GETRULE, attr(NFTA_RULE_TABLE, strz(table))
+                             + attr(NFTA_RULE_CHAIN, strz(chain)))
         return [name for m in replies for name in lookup_sets(nft_attrs(m))]
 
     def set_elements(self, name: str, table: str = TABLE) -> list[Element]:
         """Every element of set or map `name`; [] when it does not exist."""
+        replies = self._dump(NFT_MSG_GETSETELEM, attr(NFTA_SET_ELEM_LIST_TABLE, strz(table))
+                             + attr(NFTA_SET_ELEM_LIST_SET, strz(name)))
+        return [el for m in replies for el in elements(nft_attrs(m))]
+
+    def _dump(self, msg: int, attrs: bytes) -> list[Message]:
+        """A dump's replies; none when what it names does not exist (ENOENT)."""
         try:
-            replies = self.request(NFT_MSG_GETSETELEM, NLM_F_DUMP,
-                                   attr(NFTA_SET_ELEM_LIST_TABLE, strz(table))
-                                   + attr(NFTA_SET_ELEM_LIST_SET, strz(name)))
+            return self.request(msg, NLM_F_DUMP, attrs)
         except NetlinkError as e:
             if e.errno == errno.ENOENT:
                 return []
             raise
-        return [el for m in replies for el in elements(nft_attrs(m))]
 
     def map_get(self, name: str, key: bytes, table: str = TABLE) -> Element | None:
         """The element of map `name` with `key`; None when there is none."""
