@@ -99,8 +99,9 @@ def run(
         help="Modes to measure in turn, comma-separated (default: iptables,nftables on a "
              "local cluster, the cluster's own mode with --kubeconfig).")] = None,
     scenario: Annotated[str, typer.Option(
-        help="Comma-separated: scale-up, delete, crash, readiness-flap, "
-             "proxy-restart.")] = "scale-up,delete",
+        help="Comma-separated: scale-up, delete, crash, readiness-flap, proxy-restart; "
+             "NAME:K records K trials of NAME per mode, spread over the cycles (e.g. "
+             "proxy-restart:2 at scale).")] = "scale-up,delete",
     trials: Annotated[int, typer.Option(
         help="Cycles per mode; each records one trial per transition of --scenario.")] = 100,
     parallel: Annotated[int, typer.Option(help="Services measured in parallel.")] = 1,
@@ -144,7 +145,7 @@ def run(
     from bench.cluster.local.spec import check_mode, parse_component_args
     from bench.results.point import Point
     from bench.results.store import load_hops, load_meta, read_provenance
-    from bench.scenarios import ScenarioConfig, parse_scenarios
+    from bench.scenarios import ScenarioConfig, parse_counts, parse_scenarios
     from bench.summary import instruments_table, render, summary_table
 
     # every option is checked here, before a cluster, agent or directory exists
@@ -153,6 +154,7 @@ def run(
     if not modes and not kubeconfig:
         raise UserError("--proxy-mode: name at least one of iptables, nftables, ipvs")
     sc_cfg = ScenarioConfig(scenarios=parse_scenarios(scenario), trials=trials,
+                            counts=parse_counts(scenario),
                             parallel=parallel, spacing_s=spacing_ms / 1000,
                             trial_timeout_s=trial_timeout, probe_interval_ms=probe_interval_ms,
                             probe_idle_interval_ms=probe_idle_interval_ms)
@@ -185,7 +187,7 @@ def run(
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                         TimeElapsedColumn(), console=console)
-    total = len(points) * len(modes) * cfg.scenario.trials * len(cfg.scenario.transitions)
+    total = len(points) * len(modes) * cfg.scenario.trials_per_mode
     task = progress.add_task("trials", total=total, stats="")
     fills: dict[str, TaskID] = {}
 

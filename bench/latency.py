@@ -84,3 +84,19 @@ def sli_delta(before: Mapping[str, SliBuckets], after: Mapping[str, SliBuckets]
         out[node] = {"buckets_s": list(a.get("buckets_s", [])), "counts": decumulate(cum),
                      "cumulative": False}
     return out
+
+
+def add_sli(a: Mapping[str, SliBuckets], b: Mapping[str, SliBuckets]
+            ) -> dict[str, SliBuckets]:
+    """Two per-bucket deltas of one node set summed (kube-proxy restarted between them:
+    the one before the restart, then the one after). A node in one only, or whose bucket
+    layouts differ, keeps the later one's."""
+    out: dict[str, SliBuckets] = {**a, **b}
+    for node in set(a) & set(b):
+        x, y = a[node], b[node]
+        if x.get("buckets_s") == y.get("buckets_s"):
+            out[node] = {"buckets_s": list(y.get("buckets_s", [])), "cumulative": False,
+                         "counts": [p + q for p, q in zip(x.get("counts", []),
+                                                          y.get("counts", []))]}
+    return out
+

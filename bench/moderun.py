@@ -13,9 +13,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from bench import prom, proxycollect, workloads
+from bench import proxycollect, workloads
 from bench.errors import ClusterError
-from bench.latency import sli_delta, watch_delay
+from bench.latency import watch_delay
 from bench.providers.base import Provider
 from bench.results.modeblock import ModeBlock, accumulate, rate
 from bench.results.point import Point
@@ -47,7 +47,6 @@ class ModeRun:
         self.churner: Any = None  # the point's background churn (bench.sweep), if any
         self.progress, self.say, self.on_progress = progress, say, on_progress
         self.sc = cfg.scenario
-        self.per_cycle = len(self.sc.transitions)
         self.lock = threading.Lock()
         self.pending: list[EventRow] = []
         self.lanes: list[Lane] = []
@@ -72,9 +71,9 @@ class ModeRun:
     def plan(self) -> bool:
         """The cycles still to run (all, or those a --resume lacks); False if none."""
         self.todo = [t for t in range(self.sc.trials)
-                     if len(self.recorded(t)) < len(self.sc.scenarios)]
+                     if len(self.recorded(t)) < len(self.sc.selected(t))]
         self.progress.mode = self.mode
-        self.progress.done += self.per_cycle * (self.sc.trials - len(self.todo))
+        self.progress.done += self.sc.trials_per_mode - self.sc.transitions_in(self.todo)
         if not self.todo:
             self.say(f"{self.mode}: all {self.sc.trials} trials already recorded")
         return bool(self.todo)
@@ -84,7 +83,7 @@ class ModeRun:
         self.provider.set_proxy_mode(self.mode)
         self.switch_s = time.monotonic() - t
         self.say(f"{self.mode}: kube-proxy ready ({self.switch_s:.1f}s); {len(self.todo)} "
-                 f"cycles of {self.per_cycle} trials to run")
+                 f"cycles ({self.sc.transitions_in(self.todo)} trials) to run")
 
     def start(self) -> None:
         """Namespace, the sources (bench.sources.registry), lanes with their baseline pods;
@@ -108,7 +107,8 @@ class ModeRun:
         self.lanes = [Lane(api=self.api, namespace=self.ns, service=f"svc{k}", image=image,
                            agents=self.agents, registry=registry, run_id=self.run_id,
                            mode=self.mode, cfg=self.sc, on_trial=self.on_trial,
-                           point=self.label, provider=self.provider)
+                           point=self.label, provider=self.provider,
+                           on_proxy_restart=self._proxy_restarting)
                       for k in range(self.sc.parallel)]
         targets = [{"name": ln.service, "ip": ln.setup(), "port": 80} for ln in self.lanes]
         for ln in self.lanes:
@@ -119,14 +119,16 @@ class ModeRun:
         self.stats = proxycollect.ModeStats(self.provider, self.agents, self.sli_before)
         self._arm(targets)
 
+    def _proxy_restarting(self, node: str) -> None:
+        if self.stats is not None:
+            self.stats.cut(node)
+
     def _arm(self, targets: list[dict[str, Any]]) -> None:
-        sc, n = self.sc, len(self.todo) * self.per_cycle
+        sc, budget = self.sc, self.sc.budget_s(self.todo)
         assert self.agents is not None
         self.agents.arm(targets, sc.probe_interval_ms,
-                        max_seconds=len(self.todo) * (self.per_cycle * sc.trial_timeout_s + 5)
-                        + 60,
-                        max_requests=int(n * sc.trial_timeout_s * 1000 / sc.probe_interval_ms)
-                        + 10_000,
+                        max_seconds=budget + len(self.todo) * 5 + 60,
+                        max_requests=int(budget * 1000 / sc.probe_interval_ms) + 10_000,
                         idle_interval_ms=sc.probe_idle_interval_ms)
         time.sleep(0.5)  # the baseline answers before the first trial starts
 
@@ -183,7 +185,7 @@ class ModeRun:
 
     def _block(self, elapsed: float, sli_after: dict[str, str]) -> ModeBlock:
         assert self.agents is not None and self.watch is not None
-        agents, n = self.agents, len(self.todo) * self.per_cycle
+        agents, n = self.agents, self.sc.transitions_in(self.todo)
         block = ModeBlock({
             "watch_delay_ms": watch_delay(load_events(self.store.path), self.mode),
             "resolution": {"api_watch_ns": WATCH_RESOLUTION_NS, "audit_ns": 1_000,
@@ -194,7 +196,6 @@ class ModeRun:
             "trials_per_minute": round(n / elapsed * 60, 1),
             "proxy_switch_s": round(self.switch_s, 2),
             "watch_restarts": self.watch.restarts, "agent_errors": dict(agents.errors),
-            "sli": sli_delta(sli_buckets(self.sli_before), sli_buckets(sli_after)),
         })
         if self.stats is not None:
             block.update(self.stats.block(sli_after))
@@ -289,13 +290,3 @@ def mode_block(meta: dict[str, Any], point: str, mode: str) -> ModeBlock | None:
     """The block run.json holds for `mode` at `point` (the sweep's, else the top-level)."""
     at = ((meta.get("points") or {}).get(point) or {}).get("modes") or {}
     return at.get(mode) if at or point else (meta.get("modes") or {}).get(mode)
-
-
-def sli_buckets(metrics: dict[str, str]) -> dict[str, Any]:
-    """kubeproxy_network_programming_duration_seconds buckets per node (cumulative)."""
-    out: dict[str, Any] = {}
-    for node, text in metrics.items():
-        h = prom.histogram(prom.parse(text), prom.NETWORK_PROGRAMMING)
-        out[node] = {"buckets_s": [prom.bound_label(b) for b in h.upper_bounds_s],
-                     "counts": h.counts}
-    return out

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import proxystats
+from bench import prom, proxystats
 from bench.errors import ClusterError
+from bench.latency import SliBuckets, add_sli, sli_delta
 from bench.providers.base import Provider
 from bench.results.modeblock import ModeBlock
 from bench.sources.agents import AgentStore
@@ -20,19 +21,43 @@ from bench.sources.agents import AgentStore
 
 class ModeStats:
     """Start snapshot on construction (pass the runner's kube-proxy metrics taken then),
-    `block` at the end."""
+    `cut(node)` just before kube-proxy restarts on a node, `block` at the end.
+
+    A restart begins kube-proxy's counters again: `cut` banks what the node counted since
+    its last base and starts a new one, so the mode's figures sum every segment."""
 
     def __init__(self, provider: Provider, agents: AgentStore,
                  kube_proxy_before: dict[str, str]) -> None:
         self.provider, self.agents = provider, agents
-        self.kp_before = kube_proxy_before
+        self.kp_before = dict(kube_proxy_before)
         self.connect_before = agents.connect_histograms()
+        self.banked: dict[str, proxystats.ProxyStats] = {}
+        self.banked_sli: dict[str, SliBuckets] = {}
+
+    def cut(self, node: str) -> None:
+        """kube-proxy on `node` is about to restart: bank its counts so far."""
+        now = self.agents.kube_proxy_metrics().get(node, "")
+        before = self.kp_before.get(node, "")
+        s = proxystats.proxy_stats(before, now)
+        if s is None:
+            return  # no metrics now: the segment is lost, not mixed into the next
+        self.banked[node] = proxystats.add(self.banked.get(node), s)
+        self.banked_sli = add_sli(self.banked_sli, sli_delta(
+            sli_buckets({node: before}), sli_buckets({node: now})))
+        self.kp_before[node] = ""  # the restarted process counts from nothing
+
+    def sli(self, kube_proxy_after: dict[str, str]) -> dict[str, SliBuckets]:
+        """The network-programming SLI's per-bucket counts of the whole mode, per node."""
+        return add_sli(self.banked_sli, sli_delta(sli_buckets(self.kp_before),
+                                                  sli_buckets(kube_proxy_after)))
 
     def block(self, kube_proxy_after: dict[str, str]) -> ModeBlock:
-        """The mode block's keys proxy_stats, connect_ms, apiserver_rss_bytes and
+        """The mode block's keys sli, proxy_stats, connect_ms, apiserver_rss_bytes and
         etcd_rss_bytes (the last two only when measured)."""
+        stats = proxystats.per_node(self.kp_before, kube_proxy_after)
         out = ModeBlock(
-            proxy_stats=proxystats.per_node(self.kp_before, kube_proxy_after),
+            sli=self.sli(kube_proxy_after),
+            proxy_stats={n: proxystats.add(self.banked.get(n), s) for n, s in stats.items()},
             connect_ms=proxystats.connect_delta(self.connect_before,
                                                 self.agents.connect_histograms()))
         rss = self._component_rss()
@@ -66,3 +91,18 @@ def lines(block: ModeBlock, elapsed_s: float) -> list[str]:
                + ", etcd " + (f"{etcd / 2**20:.0f} MB" if etcd else "absent (not visible to "
                                                                     "this provider)"))
     return out
+
+
+def sli_buckets(metrics: dict[str, str]) -> dict[str, SliBuckets]:
+    """kubeproxy_network_programming_duration_seconds buckets per node (cumulative); an
+    empty text (no base: a node whose kube-proxy just restarted) gives no buckets."""
+    out: dict[str, SliBuckets] = {}
+    for node, text in metrics.items():
+        try:
+            h = prom.histogram(prom.parse(text), prom.NETWORK_PROGRAMMING)
+        except prom.MetricsParseError:
+            h = prom.histogram([], prom.NETWORK_PROGRAMMING)
+        out[node] = {"buckets_s": [prom.bound_label(b) for b in h.upper_bounds_s],
+                     "counts": h.counts}
+    return out
+

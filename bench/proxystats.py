@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import numpy as np
 
@@ -113,6 +113,27 @@ def proxy_stats(before_text: str, after_text: str) -> ProxyStats | None:
              if s.name == IPTABLES_RULES and s.labels.get("ip_family", "IPv4") == "IPv4"}
     if rules:
         out["kube_proxy_rules"] = rules
+    return out
+
+
+def _hist(s: ProxyStats, key: str) -> Buckets | None:
+    h = s.get(key)
+    return cast(Buckets, h) if isinstance(h, dict) else None
+
+
+def add(a: ProxyStats | None, b: ProxyStats) -> ProxyStats:
+    """`a` then `b`, kube-proxy restarted between them (its counters began again):
+    histograms, syncs and CPU summed; RSS and rule counts are the later ones (`b`'s)."""
+    if not a:
+        return b
+    out = ProxyStats(**b)
+    for key in _SYNCS:
+        x, y = _hist(a, key), _hist(b, key)
+        if x is not None and y is not None and x["bounds_s"] == y["bounds_s"]:
+            out[key] = Buckets(bounds_s=list(y["bounds_s"]),  # type: ignore[literal-required]
+                               counts=[p + q for p, q in zip(x["counts"], y["counts"])])
+    out["syncs"] = a.get("syncs", 0) + b.get("syncs", 0)
+    out["cpu_s"] = round(a.get("cpu_s", 0.0) + b.get("cpu_s", 0.0), 3)
     return out
 
 

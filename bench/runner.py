@@ -117,8 +117,7 @@ def run(provider: Provider, cfg: RunConfig, say: Callable[[str], None] = print,
         say(f"resuming {cfg.out_dir}: {len(store.complete_trials)} trials already complete")
     else:
         store = RunStore.create(cfg.out_dir, meta)
-    per_cycle = len(cfg.scenario.transitions)
-    progress = Progress(total=len(cfg.points) * len(cfg.modes) * cfg.scenario.trials * per_cycle)
+    progress = Progress(total=len(cfg.points) * len(cfg.modes) * cfg.scenario.trials_per_mode)
     sys.setswitchinterval(0.0005)  # watch threads get the GIL back fast: stamps stay sharp
     background = Background(provider, run_id, any(p.services for p in cfg.points), say,
                             on_fill)

@@ -16,6 +16,6 @@ from bench.scenarios import (  # noqa: F401 - register
 )
 from bench.scenarios.config import ScenarioConfig, split_trials
 from bench.scenarios.lane import Lane
-from bench.scenarios.registry import names, parse_scenarios
+from bench.scenarios.registry import names, parse_counts, parse_scenarios
 
-__all__ = ["Lane", "ScenarioConfig", "names", "parse_scenarios", "split_trials"]
+__all__ = ["Lane", "ScenarioConfig", "names", "parse_counts", "parse_scenarios", "split_trials"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from bench.scenarios import registry
 
@@ -17,6 +18,33 @@ class ScenarioConfig:
     settle_s: float = 0.3
     probe_interval_ms: float = 5.0
     probe_idle_interval_ms: float = 100.0
+    counts: dict[str, int] = field(default_factory=dict)  # --scenario NAME:K
+
+    def count(self, name: str) -> int:
+        """Trials of `name` per mode: its `:K`, at most one per cycle."""
+        return min(self.counts.get(name, self.trials), self.trials)
+
+    def cycles_of(self, name: str) -> frozenset[int]:
+        """The cycles that record `name`: all, or K of them spread evenly."""
+        k = self.count(name)
+        return frozenset(i * self.trials // k for i in range(k)) if k else frozenset()
+
+    def selected(self, cycle: int) -> tuple[str, ...]:
+        """The selected scenarios cycle `cycle` runs and records."""
+        return tuple(n for n in self.scenarios if cycle in self.cycles_of(n))
+
+    def transitions_in(self, cycles: Iterable[int]) -> int:
+        """Trials those cycles record."""
+        return sum(len(registry.transitions(self.selected(t))) for t in cycles)
+
+    def budget_s(self, cycles: Iterable[int]) -> float:
+        """The longest those cycles' trials may last, each up to its scenario's timeout."""
+        return sum(registry.timeout_s(n, self) for t in cycles
+                   for n, _ in registry.transitions(self.selected(t)))
+
+    @property
+    def trials_per_mode(self) -> int:
+        return self.transitions_in(range(self.trials))
 
     @property
     def transitions(self) -> list[tuple[str, str]]:

@@ -65,7 +65,7 @@ class Cycle:
 
     def keep(self, ref: TrialRef, rows: list[EventRow]) -> None:
         """Store a finished trial, unless it is setup/cleanup or already recorded."""
-        if ref.scenario in self.lane.cfg.scenarios and ref.scenario not in self.done:
+        if ref.scenario in self.lane.cfg.selected(self.trial) and ref.scenario not in self.done:
             self.lane.on_trial(ref, rows)
 
 
@@ -73,7 +73,9 @@ class Lane:
     def __init__(self, *, api: Kube, namespace: str, service: str, image: str,
                  agents: AgentStore, registry: Registry, run_id: str, mode: str,
                  cfg: ScenarioConfig, on_trial: TrialDone, point: str = "",
-                 provider: Any = None) -> None:
+                 provider: Any = None,
+                 on_proxy_restart: Callable[[str], None] | None = None) -> None:
+        self.on_proxy_restart = on_proxy_restart  # before kube-proxy restarts on a node
         self.provider = provider  # for scenarios that act on the cluster's nodes (proxy-restart)
         self.pods = f"/api/v1/namespaces/{namespace}/pods"
         self.api, self.namespace, self.service, self.image = api, namespace, service, image
@@ -94,10 +96,12 @@ class Lane:
         """Forget the Ready seen so far: wait_add focuses at the next one."""
         self._ready.clear()
 
-    def focus(self, on: bool, after_sync: bool = True) -> None:
+    def focus(self, on: bool, after_sync: bool = True, seconds: float = 0.0) -> None:
+        """Probe the lane's Service at the fine interval (for `seconds`, by default the
+        trial timeout and 5 s), or stop."""
         if on != self._focused:
-            self.agents.focus(self.service, self.cfg.trial_timeout_s + 5 if on else 0,
-                              after_sync=after_sync)
+            self.agents.focus(self.service, (seconds or self.cfg.trial_timeout_s + 5)
+                              if on else 0, after_sync=after_sync)
             self._focused = on
 
     # --- setup ---------------------------------------------------------------------------
@@ -125,7 +129,7 @@ class Lane:
         recorded (`done`, on resume) are simply not stored. If the pod never got an IP,
         the transitions after the first are recorded censored.
         """
-        steps = scenarios.cycle(self.cfg.scenarios)
+        steps = scenarios.cycle(self.cfg.selected(trial))
         cyc = Cycle(self, trial, pod=f"{self.service}-t{trial}-{secrets.token_hex(2)}",
                     gated=any(s.gated for s in steps), done=done)
         try:

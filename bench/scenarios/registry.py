@@ -74,6 +74,13 @@ def transitions(selected: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(s.name, d) for s in cycle(selected) if s.name in selected for d in s.directions]
 
 
+def timeout_s(name: str, cfg: ScenarioConfig) -> float:
+    """How long one trial of `name` may last: the scenario's own `timeout_s(cfg)` if it
+    has one (a full sync at scale takes minutes), else --trial-timeout."""
+    hook = getattr(get(name), "timeout_s", None)
+    return float(hook(cfg)) if hook is not None else cfg.trial_timeout_s
+
+
 def check(cfg: ScenarioConfig) -> None:
     """Each selected scenario's optional `check(cfg)`: a UserError before anything exists."""
     for n in cfg.scenarios:
@@ -89,11 +96,31 @@ def check_provider(selected: tuple[str, ...], provider: Any) -> None:
             hook(provider)
 
 
+def _split(raw: str) -> list[tuple[str, str]]:
+    items = [s.strip() for s in raw.split(",") if s.strip()]
+    return [(i.partition(":")[0].strip(), i.partition(":")[2].strip()) for i in items]
+
+
 def parse_scenarios(raw: str) -> tuple[str, ...]:
-    """--scenario: comma-separated registered names, duplicates dropped, order kept."""
-    chosen = tuple(dict.fromkeys(s.strip() for s in raw.split(",") if s.strip()))
+    """--scenario: comma-separated registered names (each may carry `:K`, see
+    parse_counts), duplicates dropped, order kept."""
+    chosen = tuple(dict.fromkeys(n for n, _ in _split(raw)))
     for n in chosen:
         get(n)
     if not chosen:
         raise UserError("--scenario: name at least one of " + ", ".join(names()))
     return chosen
+
+
+def parse_counts(raw: str) -> dict[str, int]:
+    """The `NAME:K` entries of --scenario: K trials of NAME per mode, spread over the
+    cycles (for a scenario too slow to run in every cycle, e.g. proxy-restart at scale)."""
+    counts: dict[str, int] = {}
+    for n, k in _split(raw):
+        if not k:
+            continue
+        if not k.isdigit() or int(k) < 1:
+            raise UserError(f"--scenario {n}:{k}: the count after ':' must be a whole "
+                            "number of at least 1")
+        counts[get(n).name] = int(k)
+    return counts

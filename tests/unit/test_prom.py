@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import moderun, prom
+from bench import prom, proxycollect
 from bench.errors import ClusterError
 
 # as kube-proxy v1.35 writes them (HELP/TYPE lines, labels, exponent floats, +Inf)
@@ -32,7 +32,7 @@ def test_histogram_buckets_in_order_with_inf() -> None:
 
 
 def test_runner_sli_keeps_run_json_shape() -> None:
-    sli = moderun.sli_buckets({"n1": SINGLE_STACK, "n2": DUAL_STACK})
+    sli = proxycollect.sli_buckets({"n1": SINGLE_STACK, "n2": DUAL_STACK})
     assert sli["n1"] == {"buckets_s": [0.25, 0.5, 1.0, 2.0, 300.0, "+Inf"],
                          "counts": [0, 0, 3, 7, 9, 10]}
     assert sli["n2"] == {"buckets_s": [], "counts": []}

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bench import proxycollect, proxystats
+from bench import prom, proxycollect, proxystats
 from bench.agent import connhist
 
 BOUNDS = [0.001 * 2 ** i for i in range(15)]  # kube-proxy's ExponentialBuckets(0.001, 2, 15)
@@ -181,3 +181,60 @@ def test_real_kube_proxy_pages_count_ipv4_only() -> None:
     assert nft is not None and nft["syncs"] == 1 and "kube_proxy_rules" not in nft
     # just after a switch: one full sync, no partial one yet (no series at all)
     assert sum(nft["sync_full_s"]["counts"]) == 1 and "sync_partial_s" not in nft
+
+
+class _Agents:
+    """The two AgentStore calls ModeStats makes, answering from a list of snapshots."""
+
+    def __init__(self) -> None:
+        self.now: dict[str, str] = {}
+
+    def kube_proxy_metrics(self) -> dict[str, str]:
+        return dict(self.now)
+
+    def connect_histograms(self) -> dict[str, dict[str, object]]:
+        return {}
+
+
+def _with_sli(text: str, per_bucket: list[int]) -> str:
+    return text + _hist(prom.NETWORK_PROGRAMMING, per_bucket) + "\n"
+
+
+def test_a_restart_mid_mode_sums_both_processes_counts() -> None:
+    """proxy-restart begins kube-proxy's counters again: the mode's figures are the first
+    process's share up to the cut plus the new process's whole count, not only the latter."""
+    agents = _Agents()
+    start = {"n1": _with_sli(_metrics(_counts(b2=5), _counts(b5=1), _counts(b2=4),
+                                      cpu=10.0, rss=1e6), _counts(b3=2)),
+             "n2": _with_sli(_metrics(_counts(b2=1), None, None, cpu=1.0, rss=1e6),
+                             _counts(b3=1))}
+    stats = proxycollect.ModeStats(provider=None, agents=agents,  # type: ignore[arg-type]
+                                   kube_proxy_before=start)
+    agents.now = {**start, "n1": _with_sli(_metrics(
+        _counts(b2=9, b4=1), _counts(b5=1, b6=1), _counts(b2=8), cpu=12.0, rss=1e6),
+        _counts(b3=5, b6=1))}
+    stats.cut("n1")  # n1's first process: +4 b2, +1 b4 syncs; 2 s CPU; SLI +3 b3, +1 b6
+    end = {"n1": _with_sli(_metrics(_counts(b2=2, b10=1), _counts(b10=1), _counts(b2=2),
+                                    cpu=3.0, rss=2e6), _counts(b3=1, b11=1)),
+           "n2": _with_sli(_metrics(_counts(b2=4), None, None, cpu=1.5, rss=1e6),
+                           _counts(b3=3))}
+    stats._component_rss = dict  # type: ignore[method-assign]
+    stats._apiserver_rss = lambda: None  # type: ignore[method-assign]
+    block = stats.block(end)
+    n1 = block["proxy_stats"]["n1"]
+    assert n1["sync_all_s"]["counts"] == _counts(b2=6, b4=1, b10=1)
+    assert n1["sync_full_s"]["counts"] == _counts(b6=1, b10=1)
+    assert n1["syncs"] == 8 and n1["cpu_s"] == pytest.approx(5.0)
+    assert n1["rss_bytes"] == 2_000_000  # the end's
+    assert block["sli"]["n1"]["counts"] == _counts(b3=4, b6=1, b11=1)
+    assert block["proxy_stats"]["n2"]["syncs"] == 3  # no restart: end minus start
+    assert block["sli"]["n2"]["counts"] == _counts(b3=2)
+
+
+def test_a_cut_without_metrics_loses_that_segment_only() -> None:
+    agents = _Agents()
+    start = {"n1": _metrics(_counts(b2=5), None, None, cpu=1.0, rss=1e6)}
+    stats = proxycollect.ModeStats(None, agents, start)  # type: ignore[arg-type]
+    agents.now = {"n1": "# error: agent on n1: timed out"}
+    stats.cut("n1")
+    assert stats.banked == {} and stats.kp_before == start  # the next cut or end still works

@@ -17,7 +17,7 @@ import pytest
 from bench.errors import UserError
 from bench.kube import Kube
 from bench.results.schema import Ev
-from bench.scenarios import ScenarioConfig, parse_scenarios, registry
+from bench.scenarios import ScenarioConfig, parse_counts, parse_scenarios, registry
 from bench.scenarios.lane import Cycle, Lane
 from bench.sources.base import Registry
 
@@ -78,6 +78,44 @@ def test_empty_selection_is_refused(raw: str) -> None:
 
 def test_duplicates_collapse() -> None:
     assert parse_scenarios("delete,delete") == ("delete",)
+
+
+def test_a_count_spreads_a_slow_scenario_over_the_cycles() -> None:
+    raw = "scale-up,delete,proxy-restart:3"
+    cfg = ScenarioConfig(scenarios=parse_scenarios(raw), counts=parse_counts(raw), trials=30)
+    assert cfg.scenarios == ("scale-up", "delete", "proxy-restart")
+    assert cfg.cycles_of("proxy-restart") == {0, 10, 20}
+    assert cfg.selected(10) == ("scale-up", "delete", "proxy-restart")
+    assert cfg.selected(11) == ("scale-up", "delete")
+    assert cfg.trials_per_mode == 30 * 2 + 3
+    assert cfg.transitions_in([0, 1]) == 3 + 2
+
+
+def test_a_count_above_the_cycles_runs_in_every_cycle() -> None:
+    cfg = ScenarioConfig(scenarios=("scale-up", "proxy-restart"),
+                         counts={"proxy-restart": 50}, trials=4)
+    assert cfg.cycles_of("proxy-restart") == {0, 1, 2, 3}
+    assert cfg.trials_per_mode == 8
+
+
+def test_a_restart_may_last_longer_than_a_change() -> None:
+    cfg = ScenarioConfig(scenarios=("scale-up", "proxy-restart"), counts={"proxy-restart": 1},
+                         trials=2, trial_timeout_s=30)
+    assert registry.timeout_s("scale-up", cfg) == 30
+    assert registry.timeout_s("proxy-restart", cfg) >= 600
+    assert cfg.budget_s([0]) == 30 + registry.timeout_s("proxy-restart", cfg)
+    assert cfg.budget_s([1]) == 30
+
+
+@pytest.mark.parametrize("raw", ["proxy-restart:0", "proxy-restart:x", "delete:-1"])
+def test_a_bad_count_is_one_line_naming_it(raw: str) -> None:
+    with pytest.raises(UserError, match=r"^--scenario .*: the count after ':'"):
+        parse_counts(raw)
+
+
+def test_a_count_on_an_unknown_scenario_is_refused() -> None:
+    with pytest.raises(UserError, match="'explode'"):
+        parse_counts("explode:3")
 
 
 def test_a_name_is_registered_once(own_registry: None) -> None:
