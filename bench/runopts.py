@@ -8,14 +8,12 @@ touched, and each message names the option it is about and the value it got.
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bench.cluster.local.spec import MAX_NODES, NAME_RE, SERVICE_CIDR
 from bench.errors import UserError
@@ -147,15 +145,12 @@ def check_fits(points: tuple[Point, ...], *, local: bool, parallel: int = 1) -> 
 
     Local cluster: its service CIDR (less the kubernetes Service and the trial Services)
     and this machine's MemAvailable; any other cluster: neither is known here, only the
-    fake range is checked. Without bench.background any background is refused.
+    fake range is checked.
     """
     big = max(points, key=lambda p: p.services, default=Point())
     if big.services == 0:
         return
-    plan = _background_plan()
-    if plan is None:
-        raise UserError(f"--background-services {big.services}: this hopbench has no "
-                        "background population (bench.background)")
+    from bench.background import plan  # lazily: a run without a sweep never loads it
     cidr_free = mem = None
     if local:
         cidr_free = plan.cidr_free(SERVICE_CIDR, 1 + parallel)
@@ -164,11 +159,3 @@ def check_fits(points: tuple[Point, ...], *, local: bool, parallel: int = 1) -> 
         except OSError:
             mem = None
     plan.check_fits(big.services, big.endpoints, cidr_free, mem)
-
-
-def _background_plan() -> Any:
-    """bench.background.plan (the background population's pure part), None without it."""
-    try:
-        return importlib.import_module("bench.background.plan")
-    except ImportError:
-        return None

@@ -12,7 +12,6 @@ sweep never loads bench.background.
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +37,7 @@ class Background:
 
     def _pop(self) -> Any:
         if self.population is None:
-            populate = importlib.import_module("bench.background.populate")
+            from bench.background import populate  # lazily: a run without a sweep
             self.population = populate.Population(
                 self.provider.kube(), self.run_id,
                 on_progress=lambda done, total: self.on_fill(self.label, done, total))
@@ -68,7 +67,7 @@ class Background:
         and `bg_routed`. Empty at a point without background."""
         if not point.services:
             return ModeBlock()
-        wait = importlib.import_module("bench.background.wait")
+        from bench.background import wait
         got = wait.wait_programmed(agents, self.namespace, point.services, PROGRAM_TIMEOUT_S)
         # complete at the first look: the agents started after kube-proxy was done, so
         # program_s is an upper bound (the switch itself waited for the first sync)
@@ -80,7 +79,7 @@ class Background:
         """The point's churner (not started), or None without churn."""
         if not point.services or point.churn_per_s <= 0:
             return None
-        churn = importlib.import_module("bench.background.churn")
+        from bench.background import churn
         return churn.Churner(self.provider.kube(), self._pop(), point.churn_per_s)
 
     def close(self) -> None:

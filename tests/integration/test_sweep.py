@@ -8,7 +8,6 @@ points, 0 and 200 background Services; without it, the point 0 alone.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -20,7 +19,6 @@ from tests.integration.conftest import hopbench
 
 pytestmark = pytest.mark.cluster
 NAME = "sweep1"
-HAS_BACKGROUND = importlib.util.find_spec("bench.background") is not None
 
 
 def sweep(out: Path, services: str) -> None:
@@ -58,7 +56,6 @@ def test_single_point_run_carries_its_point(tmp_path: Path) -> None:
     check(out, ["bg0x2c0"])
 
 
-@pytest.mark.skipif(not HAS_BACKGROUND, reason="bench.background (branch bgpop) not merged")
 def test_two_points_are_separated(tmp_path: Path) -> None:
     out = tmp_path / "two"
     sweep(out, "0,200")

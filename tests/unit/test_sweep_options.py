@@ -3,7 +3,6 @@ sweep points, and bad input refused up front with one line, nothing created (iss
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,6 @@ from typer.testing import CliRunner
 from bench import cli, runopts
 from bench.errors import UserError
 from bench.results.point import Point
-
-HAS_BACKGROUND = importlib.util.find_spec("bench.background") is not None
 
 
 def test_points_ascend_and_carry_m_and_r() -> None:
@@ -70,14 +67,6 @@ def test_cli_refuses_before_anything_exists(tmp_path: Path,
     assert "--churn 10" in refused(tmp_path, monkeypatch, "--churn", "10")
 
 
-def test_without_the_background_package_any_background_is_refused(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runopts, "_background_plan", lambda: None)
-    assert "no background population" in refused(tmp_path, monkeypatch,
-                                                  "--background-services", "0,100")
-
-
-@pytest.mark.skipif(not HAS_BACKGROUND, reason="bench.background (branch bgpop) not merged")
 def test_beyond_the_cidr_is_refused_with_the_estimate(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     said = refused(tmp_path, monkeypatch, "--background-services", "0,65534",
@@ -85,7 +74,6 @@ def test_beyond_the_cidr_is_refused_with_the_estimate(tmp_path: Path,
     assert "65534" in said and "service CIDR" in said
 
 
-@pytest.mark.skipif(not HAS_BACKGROUND, reason="bench.background (branch bgpop) not merged")
 def test_beyond_memory_is_refused_with_the_estimate(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     meminfo = tmp_path / "meminfo"
