@@ -23,6 +23,7 @@ from bench.errors import ClusterError
 
 #: kube-proxy's last successful sync of the node's rules (unix seconds)
 SYNC_TIMESTAMP = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
+SYNC_DURATION = "kubeproxy_sync_proxy_rules_duration_seconds"  # every sync, full or partial
 #: kube-proxy's histogram of object change -> rules programmed (seconds)
 NETWORK_PROGRAMMING = "kubeproxy_network_programming_duration_seconds"
 #: every component's build info; the version is in its `git_version` label
@@ -95,3 +96,12 @@ def bound_label(upper_bound_s: float) -> float | str:
 def last_sync_s(text: str) -> float:
     """kube-proxy's last successful sync from its /metrics text (unix s; 0 before any)."""
     return value(parse(text), SYNC_TIMESTAMP, default=0.0, ip_family="IPv4") or 0.0
+
+
+def last_sync(text: str) -> tuple[float, int]:
+    """kube-proxy's last successful sync (unix s; 0 before any) and how many syncs it has
+    made: when that count is 1, the stamp is its first sync's end."""
+    samples = parse(text)
+    stamp = value(samples, SYNC_TIMESTAMP, default=0.0, ip_family="IPv4") or 0.0
+    syncs = value(samples, SYNC_DURATION + "_count", default=0.0, ip_family="IPv4") or 0.0
+    return stamp, int(syncs)

@@ -31,7 +31,7 @@ from analysis.quantiles import quantiles, sample
 from bench import prom
 from bench.latency import decumulate
 
-SYNC_ALL = "kubeproxy_sync_proxy_rules_duration_seconds"
+SYNC_ALL = prom.SYNC_DURATION
 SYNC_FULL = "kubeproxy_sync_full_proxy_rules_duration_seconds"
 SYNC_PARTIAL = "kubeproxy_sync_partial_proxy_rules_duration_seconds"
 IPTABLES_RULES = "kubeproxy_sync_proxy_rules_iptables_total"  # iptables mode, per table

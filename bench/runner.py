@@ -168,7 +168,9 @@ def _run_point(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str,
         churner = m.churner = background.churner(point)
         try:
             m.start()
-            m.extra.update(background.programmed(m.agents, point, since, since_what))
+            stamps = getattr(provider, "switch_stamps", None)
+            m.extra.update(background.programmed(m.agents, point, since, since_what,
+                                                 stamps() if stamps is not None else None))
             if churner is not None:
                 churner.start()
             try:

@@ -60,20 +60,31 @@ class Background:
                  f" {float(fill.get('objects_per_s', 0)):.0f} objects/s)")
         return fill
 
-    def programmed(self, agents: Any, point: Point, since: float, since_what: str
-                   ) -> ModeBlock:
+    def programmed(self, agents: Any, point: Point, since: float, since_what: str,
+                   switch: dict[str, Any] | None = None) -> ModeBlock:
         """Wait until every node routes the point's background Services; the mode block's
-        `program_s` (from `since`, a time.monotonic() value), `program_from`, `rules`
-        and `bg_routed`. Empty at a point without background."""
+        `program_s`, `program_from`, `program_upper_bound`, `rules` and `bg_routed`. Empty
+        at a point without background.
+
+        With the provider's `switch` stamps (the local cluster restarts kube-proxy at each
+        mode), `program_s` is exact: from the new kube-proxy's spawn to the end of its first
+        sync on the slowest node (kube-proxy's own last-sync metric, read while that sync
+        was its only one). Without them it counts from `since` (a time.monotonic() value)
+        to the agents' first complete look: an upper bound."""
         if not point.services:
             return ModeBlock()
         from bench.background import wait
         got = wait.wait_programmed(agents, self.namespace, point.services, PROGRAM_TIMEOUT_S)
-        # complete at the first look: the agents started after kube-proxy was done, so
-        # program_s is an upper bound (the switch itself waited for the first sync)
-        return ModeBlock(program_s=round(time.monotonic() - since, 3), program_from=since_what,
-                         program_upper_bound=got.polls == 1,
-                         rules=dict(got.rules), bg_routed=dict(got.routed))
+        waited = round(time.monotonic() - since, 3)
+        block = ModeBlock(program_s=waited, program_from=since_what,
+                          program_upper_bound=got.polls == 1,
+                          rules=dict(got.rules), bg_routed=dict(got.routed))
+        exact = program_from_switch(switch or {})
+        if exact is not None:
+            block["program_s"], block["program_upper_bound"] = exact[0], not exact[1]
+            block["program_from"] = "kube-proxy spawn -> first sync end (its metrics)"
+            block["program_seen_s"] = waited
+        return block
 
     def churner(self, point: Point) -> Any:
         """The point's churner (not started), or None without churn."""
@@ -100,3 +111,14 @@ def program_from(provider_name: str) -> str:
     mode switch, so it programs every Service from nothing; on a cluster reached through a
     kubeconfig kube-proxy keeps running and programs the Services as they are created."""
     return "creation" if provider_name == "kubeconfig" else "kube-proxy start"
+
+
+def program_from_switch(switch: dict[str, Any]) -> tuple[float, bool] | None:
+    """(seconds from kube-proxy's spawn to its first sync's end on the slowest node, whether
+    every node's stamp was its first sync's), or None without those stamps."""
+    firsts: dict[str, float] = dict(switch.get("first_sync_s") or {})
+    started = switch.get("started_ns")
+    if not firsts or not started or min(firsts.values()) <= 0:
+        return None
+    exact = all(dict(switch.get("first_sync_exact") or {}).get(n, False) for n in firsts)
+    return round(max(firsts.values()) - int(started) / 1e9, 3), exact

@@ -63,6 +63,7 @@ class LocalProvider:
         self._agent_pids: list[int] = []
         self._kube: Kube | None = None
         self._watch: Kube | None = None
+        self._switch: dict[str, Any] = {}
 
     def nodes(self) -> list[str]:
         return self.spec.node_names()
@@ -71,8 +72,17 @@ class LocalProvider:
         return str(live.read_state(self.spec).get("proxy_mode", self.spec.proxy_mode))
 
     def set_proxy_mode(self, mode: str) -> None:
-        if self.proxy_mode() != mode:
-            live.set_proxy_mode(self.spec.name, mode, say=lambda m: None, tools=self.tools)
+        """kube-proxy restarted in `mode` on every node, its old rules removed, even when
+        it runs that mode already: each mode of a run starts from nothing, so the time it
+        takes to program the cluster's Services is a figure (`switch_stamps`)."""
+        self._switch = live.set_proxy_mode(self.spec.name, mode, say=lambda m: None,
+                                           tools=self.tools)
+
+    def switch_stamps(self) -> dict[str, Any]:
+        """The last set_proxy_mode's stamps (bench.cluster.local.live.set_proxy_mode):
+        `started_ns` (new processes spawned) and each node's `first_sync_s`. Optional
+        Provider method: where it exists, a mode's `program_s` is exact."""
+        return dict(self._switch)
 
     def restart_kube_proxy(self, node: str, between: Callable[[], None] | None = None
                            ) -> dict[str, Any]:

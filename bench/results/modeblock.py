@@ -53,8 +53,9 @@ class ModeBlock(TypedDict, total=False):
     kube_proxy_config: dict[str, Any]
     # at a sweep point with background Services (bench.sweep), the latest segment's:
     program_s: float                     # until every node's rules held all of them
-    program_from: str                    # "kube-proxy start" | "creation"
-    program_upper_bound: bool            # rules were complete at the wait's first look
+    program_from: str                    # what program_s counts from (bench.sweep)
+    program_upper_bound: bool            # program_s may be late (see bench.sweep)
+    program_seen_s: float                # local: until the agents saw every node complete
     rules: dict[str, int]                # per node, rules (or elements) at that moment
     bg_routed: dict[str, int]            # per node, background Services routed
     proxy_stats: dict[str, Any]          # node -> bench.proxystats.ProxyStats (the mode's)

@@ -33,6 +33,7 @@ from bench.kube import Kube
 from bench.poll import wait_until
 from bench.providers.local import LocalProvider
 from bench.sources.agents.control import AgentControl
+from bench.sweep import program_from_switch
 
 pytestmark = pytest.mark.cluster
 
@@ -83,7 +84,9 @@ def test_population_programs_drops_resizes_and_leaves_nothing(
         mode: str, bg_cluster: ClusterSpec,
         agents: tuple[LocalProvider, AgentControl]) -> None:
     prov, ctl = agents
-    prov.set_proxy_mode(mode)
+    prov.set_proxy_mode(mode)  # restarts kube-proxy even in its own mode: from nothing
+    took = program_from_switch(prov.switch_stamps())
+    assert took is not None and 0 < took[0] < 120 and took[1], took  # spawn -> 1st sync
     kube = prov.kube()
     seen: list[tuple[int, int]] = []
     pop = Population(kube, "it" + secrets.token_hex(4), on_progress=lambda d, t:

@@ -150,6 +150,18 @@ def proxy_synced(spec: ClusterSpec, node: str) -> bool:
     return last_proxy_sync(spec, node) > 0
 
 
+def first_syncs(spec: ClusterSpec, nodes: list[str]) -> dict[str, tuple[float, bool]]:
+    """Per node, kube-proxy's last successful sync (unix s) and whether it is its first
+    (it has synced once): read right after a (re)start's wait, the end of the first sync."""
+    out: dict[str, tuple[float, bool]] = {}
+    for node in nodes:
+        status, body = nshttp.get(spec.node_ns(node), "127.0.0.1", 10249, "/metrics")
+        if status == 200:
+            stamp, syncs = prom.last_sync(body)
+            out[node] = (stamp, syncs == 1)
+    return out
+
+
 
 def start_proxies(spec: ClusterSpec, tools: Toolset, mode: str,
                   start: Callable[[str, list[str], str | None], None],
@@ -263,8 +275,11 @@ FIRST_SYNC_TIMEOUT_S = 900.0
 
 
 def set_proxy_mode(name: str, mode: str, say: Say = print,
-                   tools: Toolset | None = None) -> float:
-    """Stop kube-proxy everywhere, clean the old mode's rules, start the new mode, wait."""
+                   tools: Toolset | None = None) -> dict[str, Any]:
+    """Stop kube-proxy everywhere, clean the old mode's rules, start the new mode, wait for
+    every node's first sync. Returns replace_proxies' stamps, `first_sync_s` per node (the
+    end of its first sync, unix s, from kube-proxy's metrics), `first_sync_exact` (False
+    where it had synced again before it was read) and `switch_s`."""
     check_mode(mode)
     spec = ClusterSpec.load(name)
     refuse_ipvs_without_kernel_support(mode)
@@ -272,11 +287,15 @@ def set_proxy_mode(name: str, mode: str, say: Say = print,
         raise UserError(f"cluster {name!r} is not running")
     tools = tools or find_toolset()
     started = time.monotonic()
-    replace_proxies(spec, tools, mode, spec.node_names())
+    stamps: dict[str, Any] = dict(replace_proxies(spec, tools, mode, spec.node_names()))
     for node in spec.node_names():
         wait_for(f"kube-proxy ({mode}) sync on {node}",
                  functools.partial(proxy_synced, spec, node), FIRST_SYNC_TIMEOUT_S,
                  f"{spec.logs}/kube-proxy-{node}.log")
-    say(f"kube-proxy now {mode} on {spec.nodes} node(s) after {time.monotonic() - started:.2f}s")
-    return round(time.monotonic() - started, 2)
+    firsts = first_syncs(spec, spec.node_names())
+    stamps["first_sync_s"] = {n: t for n, (t, _) in firsts.items()}
+    stamps["first_sync_exact"] = {n: first for n, (_, first) in firsts.items()}
+    stamps["switch_s"] = round(time.monotonic() - started, 2)
+    say(f"kube-proxy now {mode} on {spec.nodes} node(s) after {stamps['switch_s']:.2f}s")
+    return stamps
 
