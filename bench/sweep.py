@@ -53,6 +53,9 @@ class Background:
         if not point.services and self.population is None:
             return None
         self.label = point.label
+        pause = getattr(self.provider, "stop_kube_proxy", None)
+        if pause is not None and point.services != self._pop().services:
+            pause()  # every mode restarts it from nothing after the fill
         fill = dict(self._pop().ensure(point.services, point.endpoints))
         self.say(f"{point.label}: background of {point.services} Services x "
                  f"{point.endpoints} endpoints ready ({fill.get('created', 0)} created, "

@@ -78,6 +78,13 @@ class LocalProvider:
         self._switch = live.set_proxy_mode(self.spec.name, mode, say=lambda m: None,
                                            tools=self.tools)
 
+    def stop_kube_proxy(self) -> None:
+        """Stop kube-proxy on every node until the next set_proxy_mode (which restarts it
+        from nothing anyway). Optional Provider method: the background fill calls it, so
+        two kube-proxies re-syncing a growing table do not take the 2 cores the API server
+        and etcd need to store the objects."""
+        live.stop_proxies(self.spec)
+
     def switch_stamps(self) -> dict[str, Any]:
         """The last set_proxy_mode's stamps (bench.cluster.local.live.set_proxy_mode):
         `started_ns` (new processes spawned) and each node's `first_sync_s`. Optional

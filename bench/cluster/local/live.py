@@ -170,6 +170,18 @@ def start_proxies(spec: ClusterSpec, tools: Toolset, mode: str,
         start(f"kube-proxy-{node}", comp.kube_proxy(spec, node, tools, mode), spec.node_ns(node))
 
 
+def stop_proxies(spec: ClusterSpec) -> int:
+    """Stop kube-proxy on every node and forget its pids (the cluster stays `up`); the
+    next replace_proxies starts it again. Returns how many were stopped."""
+    state = read_state(spec)
+    pids: dict[str, int] = state.get("pids", {})
+    keys = [k for k in pids if k.startswith("kube-proxy-")]
+    procs.stop([pids[k] for k in keys])
+    _write_state(spec, pids={k: p for k, p in pids.items() if k not in keys},
+                 proxies_stopped=True)  # `cluster status` says so until the next start
+    return len(keys)
+
+
 def replace_proxies(spec: ClusterSpec, tools: Toolset, mode: str, nodes: list[str],
                     between: Callable[[], None] | None = None) -> dict[str, int]:
     """Stop kube-proxy on `nodes`, remove its rules there (the upstream `kube-proxy
@@ -197,7 +209,7 @@ def replace_proxies(spec: ClusterSpec, tools: Toolset, mode: str, nodes: list[st
 
     start_proxies(spec, tools, mode, start, nodes)
     stamps["started_ns"] = time.time_ns()
-    _write_state(spec, pids=pids, proxy_mode=mode)
+    _write_state(spec, pids=pids, proxy_mode=mode, proxies_stopped=False)
     return stamps
 
 
@@ -232,7 +244,10 @@ def status(name: str | None = None) -> list[dict[str, object]]:
         dead = sorted(k for k, p in pids.items() if not procs.alive(p))
         rows.append({"name": n, "nodes": spec.nodes, "proxy_mode": state.get("proxy_mode"),
                      "node_rss_mib": node_memory_mib(spec),
-                     "status": state.get("status") if not dead else "degraded",
+                     "status": "degraded" if dead else (
+                         "up, kube-proxy stopped (set-proxy-mode starts it)"
+                         if state.get("status") == "up" and state.get("proxies_stopped")
+                         else state.get("status")),
                      "dead": dead, "kubeconfig": str(spec.kubeconfig),
                      "api": f"https://127.0.0.1:{spec.api_port}"})
     return rows
