@@ -60,6 +60,13 @@ class Target:
     path: str = "/hostname"
 
 
+#: a connect this slow had its first SYN lost and retransmitted (Linux's initial RTO is
+#: 1 s): the answer reached the pod through rules that changed after the send time, so
+#: taking it as an answer at the send time would date the change too early (a restart's
+#: first answer before its rules were back); it counts as a failed request
+SYN_RETRANSMIT_NS = 900_000_000
+
+
 class _Conn:
     """One request in flight. `prev_ns`/`next_ns`: send times of its neighbours on the
     same target (0 while unknown)."""
@@ -323,8 +330,12 @@ class Prober:
         if not c.sent:
             if not ev & _OUT:
                 return
-            self.connect.observe(c.sched.target.name,
-                                 (pc_ns or time.perf_counter_ns()) - c.pc_ns)
+            took = (pc_ns or time.perf_counter_ns()) - c.pc_ns
+            if took >= SYN_RETRANSMIT_NS:  # its first SYN was lost: a late answer
+                self._finish(conns, fd, c)
+                self._failure(c, "syn-retransmit")
+                return
+            self.connect.observe(c.sched.target.name, took)
             try:
                 sock.send(c.sched.request)
             except OSError as exc:

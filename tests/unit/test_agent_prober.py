@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from bench.agent import prober
 from bench.agent.kpmetrics import min_sync_period, parse_go_duration, parse_sync
 from bench.agent.prober import Clock, Loop, Prober, Target
 
@@ -232,6 +233,22 @@ def test_failures_form_runs_with_reasons_counts_and_gaps(
     assert near(run["first_ns"], ns(T0 + 0.105)) and near(run["last_ns"], ns(T0 + 0.2))
     assert near(run["first_gap_ns"], 5 * MS) and near(run["last_gap_ns"], 5 * MS)
     assert snap["pods"]["svc"]["pod-a"]["count"] == 21 + 20  # type: ignore[index]
+
+
+def test_an_answer_after_a_retransmitted_syn_is_a_failure(
+        server: tuple[int, type[_Pod]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connect that took the SYN retransmission time (its first SYN dropped while the
+    rules were gone) is not an answer at its send time. Here every connect counts as that
+    slow; the other tests show fast ones answered."""
+    port, _ = server
+    monkeypatch.setattr(prober, "SYN_RETRANSMIT_NS", 0)
+    with driven(port) as d:
+        d.p.focus("svc", 0.0025)  # one fine request at T0
+        d.until(T0 + 0.01)
+        snap = d.p.take()
+    run = snap["open_fail"]["svc"]  # type: ignore[index]
+    assert run["reasons"] == {"syn-retransmit": run["count"]} and run["first_ns"] == ns(T0)
+    assert snap["pods"] == {}
 
 
 def test_a_closed_port_fails_with_its_errno() -> None:
