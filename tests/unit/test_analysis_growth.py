@@ -181,3 +181,19 @@ def test_sweep_report_draws_every_growth_figure_and_names_each_metric(
     ex = pd.read_csv(paths["growth_exponents_csv"])
     assert {"exponent", "lo", "hi", "note"} <= set(ex.columns)
     assert len(pd.read_csv(paths["growth_csv"])) == len(growth.table)
+
+
+@pytest.mark.parametrize(("sources", "says"), [
+    (["histogram", "histogram"], "beyond the histogram's last bucket"),
+    (["trials", "histogram"], "beyond the trial timeout"),
+])
+def test_censored_marker_says_what_it_was_censored_by(sources: list[str], says: str) -> None:
+    import matplotlib.pyplot as plt
+
+    from analysis import plots_growth
+
+    fig, ax = plt.subplots()
+    rows = pd.DataFrame({"censored": [True, False], "source": sources})
+    plots_growth._censored_note(ax, rows)
+    assert [t.get_text() for t in ax.texts] == [f"△ censored: {says}"]
+    plt.close(fig)
