@@ -23,6 +23,8 @@ from bench.results.point import Point
 FillProgress = Callable[[str, int, int], None]  # (point label, objects done, total)
 PROGRAM_TIMEOUT_S = 1800.0  # nftables full syncs of 13-16 min at scale are reported upstream
 REMOVE_WAIT_S = 300.0
+#: program_from of an exact program_s (the local provider's switch stamps)
+FROM_SPAWN = "kube-proxy spawn -> first sync end (its metrics)"
 
 
 class Background:
@@ -85,7 +87,7 @@ class Background:
         exact = program_from_switch(switch or {})
         if exact is not None:
             block["program_s"], block["program_upper_bound"] = exact[0], not exact[1]
-            block["program_from"] = "kube-proxy spawn -> first sync end (its metrics)"
+            block["program_from"] = FROM_SPAWN
             block["program_seen_s"] = waited
         return block
 

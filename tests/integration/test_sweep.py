@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.results.store import load_hops
+from bench.sweep import FROM_SPAWN
 from tests.integration.conftest import hopbench
 
 pytestmark = pytest.mark.cluster
@@ -64,6 +65,9 @@ def test_two_points_are_separated(tmp_path: Path) -> None:
     at = meta["points"]["bg200x2c0"]
     assert at["fill"]["created"] >= 200
     block = at["modes"]["iptables"]
-    assert block["program_s"] > 0 and block["program_from"] == "kube-proxy start"
+    # exact on the local cluster: kube-proxy's spawn to its first sync's end
+    assert block["program_s"] > 0 and block["program_from"] == FROM_SPAWN
+    assert block["program_upper_bound"] is False
+    assert block["program_seen_s"] >= block["program_s"]  # the agents look after it
     assert min(block["bg_routed"].values()) >= 200
     assert "program_s" not in meta["points"]["bg0x2c0"]["modes"]["iptables"]
