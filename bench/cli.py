@@ -445,19 +445,28 @@ def cluster_set_proxy_mode(name: str, mode: str,
     lifecycles.get(provider).set_proxy_mode(name, mode, say=say)
 
 
+def say_error(exc: BaseException) -> None:
+    """A user error as one line, verbatim: its text is neither markup nor emoji codes
+    (`proxy-restart:x: ...` stays as written)."""
+    from rich.markup import escape
+
+    console.print(f"[red]hopbench: error:[/red] {escape(str(exc))}", highlight=False,
+                  soft_wrap=True, emoji=False)
+
+
 def main() -> None:
     try:
         app()
     except HopbenchError as exc:
         code = getattr(exc, "exit_code", 1)
-        console.print(f"[red]hopbench: error:[/red] {exc}", highlight=False, soft_wrap=True)
+        say_error(exc)
         sys.exit(code)
     except ValueError as exc:  # analysis errors (bad run dirs, provenance) are ValueErrors
         from analysis.errors import AnalysisError
 
         if not isinstance(exc, AnalysisError):
             raise
-        console.print(f"[red]hopbench: error:[/red] {exc}", highlight=False, soft_wrap=True)
+        say_error(exc)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("hopbench: interrupted")

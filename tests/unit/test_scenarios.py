@@ -220,3 +220,22 @@ def test_a_pod_without_ip_censors_the_rest_of_the_cycle(
     (censor,) = stored[0][1]
     assert censor["event"] == Ev.CENSOR and "never got an IP" in censor["detail"]
     assert len(deleted) == 1
+
+
+def test_the_error_line_shows_the_count_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rich would turn `proxy-restart:x:` into an emoji and `[b]` into markup."""
+    import io
+
+    from rich.console import Console
+
+    from bench import cli
+
+    buf = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=buf, width=200))
+    with pytest.raises(UserError) as exc:
+        parse_counts("scale-up,proxy-restart:x")
+    cli.say_error(exc.value)
+    cli.say_error(UserError("a [b]literal[/b] bracket"))
+    assert buf.getvalue() == ("hopbench: error: --scenario proxy-restart:x: the count after "
+                              "':' must be a whole number of at least 1\n"
+                              "hopbench: error: a [b]literal[/b] bracket\n")
