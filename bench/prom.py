@@ -95,7 +95,7 @@ def bound_label(upper_bound_s: float) -> float | str:
 
 def last_sync_s(text: str) -> float:
     """kube-proxy's last successful sync from its /metrics text (unix s; 0 before any)."""
-    return value(parse(text), SYNC_TIMESTAMP, default=0.0, ip_family="IPv4") or 0.0
+    return last_sync(text)[0]
 
 
 def last_sync(text: str) -> tuple[float, int]:

@@ -139,10 +139,14 @@ def last_proxy_sync(spec: ClusterSpec, node: str) -> float:
 
     /healthz is no use here: it answers 200 before the first sync when nothing is pending.
     """
+    body = _proxy_metrics(spec, node)
+    return prom.last_sync_s(body) if body is not None else 0.0
+
+
+def _proxy_metrics(spec: ClusterSpec, node: str) -> str | None:
+    """kube-proxy's /metrics text on `node`, None when it does not answer 200."""
     status, body = nshttp.get(spec.node_ns(node), "127.0.0.1", 10249, "/metrics")
-    if status != 200:
-        return 0.0
-    return prom.last_sync_s(body)
+    return body if status == 200 else None
 
 
 
@@ -155,8 +159,7 @@ def first_syncs(spec: ClusterSpec, nodes: list[str]) -> dict[str, tuple[float, b
     (it has synced once): read right after a (re)start's wait, the end of the first sync."""
     out: dict[str, tuple[float, bool]] = {}
     for node in nodes:
-        status, body = nshttp.get(spec.node_ns(node), "127.0.0.1", 10249, "/metrics")
-        if status == 200:
+        if (body := _proxy_metrics(spec, node)) is not None:
             stamp, syncs = prom.last_sync(body)
             out[node] = (stamp, syncs == 1)
     return out
