@@ -19,7 +19,7 @@ from bench.results.schema import Ev
 
 #: (watched event, audited write of the same change)
 WATCHED = ((Ev.POD_READY, Ev.AUDIT_STATUS), (Ev.SLICE_READY, Ev.AUDIT_SLICE))
-_TRANSITION = ["trial", "service", "direction"]
+_TRANSITION = ["trial", "service", "scenario", "direction"]
 
 
 class SliBuckets(TypedDict, total=False):
@@ -34,7 +34,7 @@ class SliBuckets(TypedDict, total=False):
     cumulative: bool
 
 
-def watch_delay(events: pd.DataFrame, mode: str) -> dict[str, float]:
+def watch_delay(events: pd.DataFrame, mode: str, point: str = "") -> dict[str, float]:
     """Self-check of the API watch: receive time minus the audit log's stageTimestamp of the
     same write, per transition, for pod Ready and slice updates (ms).
 
@@ -42,8 +42,11 @@ def watch_delay(events: pd.DataFrame, mode: str) -> dict[str, float]:
     delays are negative: the watch heard of the write before its response completed, the
     audit stamp being the completion; kept in the quantiles, and counted). A transition
     without both stamps has no delay (nothing censored: the audit entry was not matched).
+    Only the mode's trials at sweep point `point` count: trial numbers repeat per point.
     """
     ev = events[events["proxy_mode"] == mode]
+    if "point" in ev.columns:
+        ev = ev[ev["point"].fillna("") == point]
     out: dict[str, float] = {}
     for watched, audited in WATCHED:
         seen = ev[ev["event"] == watched].groupby(_TRANSITION)["t_ns"].min()

@@ -187,7 +187,8 @@ class ModeRun:
         assert self.agents is not None and self.watch is not None
         agents, n = self.agents, self.sc.transitions_in(self.todo)
         block = ModeBlock({
-            "watch_delay_ms": watch_delay(load_events(self.store.path), self.mode),
+            "watch_delay_ms": watch_delay(load_events(self.store.path), self.mode,
+                                          self.label),
             "resolution": {"api_watch_ns": WATCH_RESOLUTION_NS, "audit_ns": 1_000,
                            "agents": agents.resolutions()},
             "clock_offsets": agents.offsets(),

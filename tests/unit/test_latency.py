@@ -21,9 +21,10 @@ MS = 1_000_000
 
 
 def _event(event: str, t_ms: float, trial: int, mode: str = "iptables",
-           service: str = "svc0") -> dict[str, object]:
+           service: str = "svc0", point: str = "") -> dict[str, object]:
     return {"proxy_mode": mode, "event": event, "trial": trial, "service": service,
-            "direction": "add", "t_ns": int(t_ms * MS)}
+            "scenario": "scale-up", "direction": "add", "t_ns": int(t_ms * MS),
+            "point": point}
 
 
 def test_watch_delay_uses_the_one_quantile_rule() -> None:
@@ -44,6 +45,19 @@ def test_watch_delay_uses_the_one_quantile_rule() -> None:
     assert out["slice_ready_before_response"] == 0.0 and "slice_ready_p50" not in out
     expected = quantiles(sample(delays), [0.5, 0.9])
     assert [out["pod_ready_p50"], out["pod_ready_p90"]] == list(expected)
+
+
+def test_watch_delay_keeps_sweep_points_apart() -> None:
+    """Trial numbers repeat at every sweep point: trial 0 of one point is not trial 0 of
+    the next (a 10,000-Service sweep read -35 min when they were matched across points)."""
+    rows = [_event(Ev.AUDIT_STATUS, 1000.0, 0, point="bg0x2c0"),
+            _event(Ev.POD_READY, 1003.0, 0, point="bg0x2c0"),
+            _event(Ev.AUDIT_STATUS, 9_000_000.0, 0, point="bg1000x2c0"),
+            _event(Ev.POD_READY, 9_000_001.0, 0, point="bg1000x2c0")]
+    first = watch_delay(pd.DataFrame(rows), "iptables", "bg0x2c0")
+    later = watch_delay(pd.DataFrame(rows), "iptables", "bg1000x2c0")
+    assert (first["pod_ready_p50"], first["pod_ready_n"]) == (3.0, 1.0)
+    assert (later["pod_ready_p50"], later["pod_ready_n"]) == (1.0, 1.0)
 
 
 def test_decumulate() -> None:
