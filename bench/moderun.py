@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from bench import proxycollect, workloads
@@ -21,11 +22,12 @@ from bench.results.modeblock import ModeBlock, accumulate, rate
 from bench.results.point import Point
 from bench.results.schema import Ev, EventRow
 from bench.results.store import RunStore, load_events
-from bench.scenarios import Lane, split_trials
+from bench.scenarios import Lane
 from bench.sources import registry as sources
 from bench.sources.agents import AgentStore
 from bench.sources.apiwatch import WATCH_RESOLUTION_NS, ApiWatch
 from bench.sources.base import Registry, TrialRef, row
+from bench.sweep import fitted_timeout
 
 if TYPE_CHECKING:
     from bench.runner import OnProgress, Progress, RunConfig
@@ -85,6 +87,16 @@ class ModeRun:
         self.say(f"{self.mode}: kube-proxy ready ({self.switch_s:.1f}s); {len(self.todo)} "
                  f"cycles ({self.sc.transitions_in(self.todo)} trials) to run")
 
+    def fit_timeout(self, program_s: float | None) -> None:
+        """Raise the trial timeout to this point's syncs (bench.sweep.fitted_timeout), before
+        the lanes and the agents' budget are made from it."""
+        fitted = fitted_timeout(self.sc.trial_timeout_s, program_s)
+        if fitted > self.sc.trial_timeout_s:
+            self.say(f"{self.mode}: trial timeout {fitted:.0f}s at this point (kube-proxy "
+                     f"programmed it from nothing in {program_s:.0f}s)")
+            self.sc = replace(self.sc, trial_timeout_s=fitted)
+            self.extra["trial_timeout_s"] = fitted
+
     def start(self) -> None:
         """Namespace, the sources (bench.sources.registry), lanes with their baseline pods;
         arm the agents."""
@@ -133,9 +145,10 @@ class ModeRun:
         time.sleep(0.5)  # the baseline answers before the first trial starts
 
     def run_lanes(self) -> None:
-        """Every lane its share of the cycles, in parallel; Ctrl-C finishes the cycles in
-        flight and starts no other."""
-        assigned = split_trials(self.sc.trials, self.sc.parallel)
+        """Every lane its share of the cycles, in parallel, then the solo cycles (a
+        kube-proxy restart) alone on the first lane; Ctrl-C finishes the cycles in flight
+        and starts no other."""
+        assigned = self.sc.lane_cycles()
         stop = threading.Event()
 
         def lane_work(k: int) -> None:
@@ -149,6 +162,9 @@ class ModeRun:
         try:
             for f in [pool.submit(lane_work, k) for k in range(self.sc.parallel)]:
                 f.result()
+            for t in self.sc.solo_cycles():
+                if t in self.todo:
+                    self.lanes[0].run_cycle(t, done=self.recorded(t))
         except BaseException as exc:
             stop.set()
             if isinstance(exc, KeyboardInterrupt):

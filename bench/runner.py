@@ -31,7 +31,7 @@ from bench.results.store import RunStore
 from bench.scenarios import ScenarioConfig
 from bench.scenarios import registry as scenario_registry
 from bench.sources.base import TrialRef
-from bench.sweep import Background, FillProgress, program_from
+from bench.sweep import Background, FillProgress, program_from, program_from_switch
 
 
 @dataclass(frozen=True)
@@ -165,12 +165,14 @@ def _run_point(provider: Provider, store: RunStore, cfg: RunConfig, run_id: str,
         switched = time.monotonic()  # kube-proxy restarts in the mode: it programs from nothing
         m.switch()
         since = switched if since_what == "kube-proxy start" else fill_started
+        stamps_of = getattr(provider, "switch_stamps", None)
+        stamps = stamps_of() if stamps_of is not None else None
+        exact = program_from_switch(stamps) if stamps else None
+        m.fit_timeout(exact[0] if exact else None)
         churner = m.churner = background.churner(point)
         try:
             m.start()
-            stamps = getattr(provider, "switch_stamps", None)
-            m.extra.update(background.programmed(m.agents, point, since, since_what,
-                                                 stamps() if stamps is not None else None))
+            m.extra.update(background.programmed(m.agents, point, since, since_what, stamps))
             if churner is not None:
                 churner.start()
             try:

@@ -118,6 +118,17 @@ def program_from(provider_name: str) -> str:
     return "creation" if provider_name == "kubeconfig" else "kube-proxy start"
 
 
+def fitted_timeout(trial_timeout_s: float, program_s: float | None) -> float:
+    """A change's trial timeout at a point where kube-proxy's syncs are long: the change may
+    wait out the sync in progress and then its own, each at most a sync from nothing
+    (`program_s`), plus 10 s for the pod, the slice and the first answer; never below
+    --trial-timeout (10,000 Services in nftables mode: partial syncs of 16-30 s, so 30 s
+    censored a quarter of the adds)."""
+    if program_s is None:
+        return trial_timeout_s
+    return max(trial_timeout_s, round(2 * program_s + 10, 1))
+
+
 def program_from_switch(switch: dict[str, Any]) -> tuple[float, bool] | None:
     """(seconds from kube-proxy's spawn to its first sync's end on the slowest node, whether
     every node's stamp was its first sync's), or None without those stamps."""

@@ -58,6 +58,7 @@ class ModeBlock(TypedDict, total=False):
     program_seen_s: float                # local: until the agents saw every node complete
     rules: dict[str, int]                # per node, rules (or elements) at that moment
     bg_routed: dict[str, int]            # per node, background Services routed
+    trial_timeout_s: float               # --trial-timeout, raised to the point (bench.sweep)
     proxy_stats: dict[str, Any]          # node -> bench.proxystats.ProxyStats (the mode's)
     connect_ms: dict[str, Any]           # node -> {bounds_ms, counts}: connect times
     apiserver_rss_bytes: int             # absent when not measured

@@ -14,8 +14,8 @@ from bench.scenarios import (  # noqa: F401 - register
     readiness_flap,
     scale_up,
 )
-from bench.scenarios.config import ScenarioConfig, split_trials
+from bench.scenarios.config import ScenarioConfig
 from bench.scenarios.lane import Lane
 from bench.scenarios.registry import names, parse_counts, parse_scenarios
 
-__all__ = ["Lane", "ScenarioConfig", "names", "parse_counts", "parse_scenarios", "split_trials"]
+__all__ = ["Lane", "ScenarioConfig", "names", "parse_counts", "parse_scenarios"]

@@ -42,6 +42,18 @@ class ScenarioConfig:
         return sum(registry.timeout_s(n, self) for t in cycles
                    for n, _ in registry.transitions(self.selected(t)))
 
+    def solo_cycles(self) -> list[int]:
+        """The cycles that run a `solo` scenario (registry.solo): alone, after the others."""
+        return [t for t in range(self.trials)
+                if any(registry.solo(n) for n in self.selected(t))]
+
+    def lane_cycles(self) -> list[list[int]]:
+        """The other cycles' numbers per lane, run in parallel: lane k takes the k-th,
+        (k + lanes)-th, ... of them."""
+        solo = set(self.solo_cycles())
+        shared = [t for t in range(self.trials) if t not in solo]
+        return [shared[k::self.parallel] for k in range(self.parallel)]
+
     @property
     def trials_per_mode(self) -> int:
         return self.transitions_in(range(self.trials))
@@ -51,7 +63,3 @@ class ScenarioConfig:
         """(scenario, direction) of every trial one cycle records, in cycle order."""
         return registry.transitions(self.scenarios)
 
-
-def split_trials(trials: int, lanes: int) -> list[list[int]]:
-    """Cycle numbers per lane: lane k runs k, k + lanes, k + 2 lanes, ..."""
-    return [list(range(k, trials, lanes)) for k in range(lanes)]

@@ -12,8 +12,10 @@ every node is restarted as often and a rerun restarts the same node for the same
 Only that node's hops are recorded (bench.timeline.ONLY_ON); the other nodes' agents
 keep probing, and their rows of the trial show their answers going on.
 
-Needs a provider with the optional `restart_kube_proxy(node, between)` (the local one)
-and a single lane: a restart interrupts every Service on the node, other lanes' too.
+Needs a provider with the optional `restart_kube_proxy(node, between)` (the local one).
+A restart interrupts every Service on the node, other lanes' too, so the scenario is
+`solo`: with --parallel K its cycles run alone on the first lane once the other cycles
+are done.
 """
 
 from __future__ import annotations
@@ -49,14 +51,10 @@ class ProxyRestart:
     directions = ("restart",)
     always = False
     gated = False
+    solo = True  # a restart interrupts every Service on the node: its cycles run alone
 
     def timeout_s(self, cfg: ScenarioConfig) -> float:
         return max(cfg.trial_timeout_s, RESTART_TIMEOUT_S)
-
-    def check(self, cfg: ScenarioConfig) -> None:
-        if cfg.parallel > 1:
-            raise UserError(f"--scenario {self.name} restarts kube-proxy under every lane's "
-                            f"Service: run it with --parallel 1 (got {cfg.parallel})")
 
     def check_provider(self, provider: Any) -> None:
         if not callable(getattr(provider, "restart_kube_proxy", None)):

@@ -5,8 +5,10 @@ A scenario is one step of a lane's cycle on one fresh pod. `order` places it in 
 cycle; an `always` scenario runs in every cycle (scale-up creates the pod, delete removes
 it) and is recorded only when selected; the others run only when selected. `directions`
 are the trials one run of it records, in order; `gated` asks for the readiness gate on
-the cycle's pod. Adding a scenario is adding a module under bench/scenarios/ that calls
-`register` and importing it in bench/scenarios/__init__.py.
+the cycle's pod. Optional hooks: `timeout_s(cfg)`, `solo`, `check(cfg)`,
+`check_provider(provider)` (see their functions below). Adding a scenario is adding a
+module under bench/scenarios/ that calls `register` and importing it in
+bench/scenarios/__init__.py.
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ def timeout_s(name: str, cfg: ScenarioConfig) -> float:
     has one (a full sync at scale takes minutes), else --trial-timeout."""
     hook = getattr(get(name), "timeout_s", None)
     return float(hook(cfg)) if hook is not None else cfg.trial_timeout_s
+
+
+def solo(name: str) -> bool:
+    """Whether `name` needs the cluster to itself (its optional `solo`, default False): a
+    cycle that runs it runs alone, after the parallel lanes' cycles (a kube-proxy restart
+    interrupts every Service on the node, other lanes' trials too)."""
+    return bool(getattr(get(name), "solo", False))
 
 
 def check(cfg: ScenarioConfig) -> None:

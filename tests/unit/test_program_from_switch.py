@@ -34,3 +34,12 @@ def test_last_sync_reads_the_stamp_and_the_sync_count() -> None:
         f'{prom.SYNC_DURATION}_count{{ip_family="IPv4"}} 1', ""])
     assert prom.last_sync(text) == (1.7648e9, 1)
     assert prom.last_sync("") == (0.0, 0)
+
+
+def test_the_trial_timeout_grows_with_the_point_s_full_sync() -> None:
+    """Two syncs from nothing plus 10 s, never below --trial-timeout; unknown: unchanged."""
+    from bench.sweep import fitted_timeout
+    assert fitted_timeout(30.0, None) == 30.0
+    assert fitted_timeout(30.0, 0.7) == 30.0  # no background: the default holds
+    assert fitted_timeout(30.0, 76.0) == 162.0  # 10,000 Services, nftables
+    assert fitted_timeout(300.0, 76.0) == 300.0  # the user's larger value wins

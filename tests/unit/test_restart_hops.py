@@ -108,11 +108,21 @@ def test_node_rotates_with_the_trial_number() -> None:
     assert [pick_node(["n2", "n1"], t) for t in range(4)] == ["n1", "n2", "n1", "n2"]
 
 
-def test_proxy_restart_refuses_parallel_lanes_and_providers_without_restart() -> None:
-    with pytest.raises(UserError, match="--parallel 1"):
-        registry.check(ScenarioConfig(scenarios=("proxy-restart",), parallel=2))
-    registry.check(ScenarioConfig(scenarios=("proxy-restart",), parallel=1))
-    registry.check(ScenarioConfig(scenarios=("scale-up",), parallel=4))
+def test_restart_cycles_run_alone_after_the_parallel_lanes() -> None:
+    """With --parallel K the restart cycles leave the lanes' split and run alone; every
+    cycle still runs exactly once."""
+    cfg = ScenarioConfig(scenarios=("scale-up", "delete", "proxy-restart"), trials=10,
+                         parallel=3, counts={"proxy-restart": 2})
+    registry.check(cfg)
+    assert cfg.solo_cycles() == [0, 5]
+    lanes = cfg.lane_cycles()
+    assert lanes == [[1, 4, 8], [2, 6, 9], [3, 7]]
+    assert sorted(sum(lanes, []) + cfg.solo_cycles()) == list(range(10))
+    plain = ScenarioConfig(scenarios=("scale-up", "delete"), trials=4, parallel=2)
+    assert plain.solo_cycles() == [] and plain.lane_cycles() == [[0, 2], [1, 3]]
+
+
+def test_proxy_restart_refuses_providers_without_restart() -> None:
 
     class NoRestart:
         name = "kubeconfig"
