@@ -16,8 +16,10 @@ Errors: a kubeconfig that does not load is a UserError; a refused request (401/4
 UserError; no connection, a timeout or any other HTTP error is a ClusterError
 (`ApiStatusError` when the server answered, with its status; `ApiUnreachable` when not).
 
-The local provider's watches start their connections inside the control-plane network
-namespace (`via_netns`), so the loopback forwarder stays out of the T1/T2 stamps. kr8s has
+Watches run on a client of their own (`for_watches`): its own event loop, so the run's
+other requests never delay a stamp; the local provider's also start their connections
+inside the control-plane network namespace, so the loopback forwarder stays out of the
+T1/T2 stamps. kr8s has
 no transport option: `_Api` overrides its session factory to pass one.
 """
 
@@ -145,11 +147,8 @@ class Kube:
         self.timeout = timeout
         self._parent = _parent
         self._portal_cm: AbstractContextManager[anyio.from_thread.BlockingPortal] | None
-        if _parent is None:
-            self._portal_cm = anyio.from_thread.start_blocking_portal()
-            self._portal = self._portal_cm.__enter__()
-        else:
-            self._portal_cm, self._portal = None, _parent._portal
+        self._portal_cm = anyio.from_thread.start_blocking_portal()  # a loop of its own
+        self._portal = self._portal_cm.__enter__()
         try:
             self._api = self._portal.call(self._open, server, transport)
         except BaseException:
@@ -171,11 +170,13 @@ class Kube:
                             f"{first_line(exc)}") from None
         return api
 
-    def via_netns(self, netns: str, server: str) -> Kube:
-        """A client on the same credentials whose connections start inside `netns` and go to
-        `server` directly; close it before this one."""
-        return Kube(self.kubeconfig, timeout=self.timeout, server=server,
-                    transport=netns_transport(netns), _parent=self)
+    def for_watches(self, netns: str = "", server: str = "") -> Kube:
+        """A client for the stamped watches: the same credentials, an event loop of its own
+        (a watch's stamp is taken in its loop, which the run's other requests must not
+        delay), and with `netns` its connections start inside that namespace and go to
+        `server` directly. Close it before this one."""
+        return Kube(self.kubeconfig, timeout=self.timeout, server=server or self.server,
+                    transport=netns_transport(netns) if netns else None, _parent=self)
 
     # --- one request -----------------------------------------------------------------
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,

@@ -153,8 +153,8 @@ class LocalProvider:
         """Watches connect from the control-plane namespace straight to the API server, so
         the loopback forwarder (a Python process) adds no delay to T1/T2 stamps."""
         if self._watch is None:
-            self._watch = self.kube().via_netns(self.spec.cp_ns,
-                                                f"https://{self.spec.cp_ip}:{API_PORT}")
+            self._watch = self.kube().for_watches(self.spec.cp_ns,
+                                                  f"https://{self.spec.cp_ip}:{API_PORT}")
         return self._watch
 
     def audit_log(self) -> Path | None:

@@ -47,6 +47,7 @@ class KubeconfigProvider:
         self._footprint = Footprint()
         self._signals = SignalGuard()
         self._closed = False
+        self._watch: Kube | None = None  # the stamped watches' client (own event loop)
 
     @classmethod
     def open(cls, kubeconfig: str | Path, agent_image: str,
@@ -118,7 +119,9 @@ class KubeconfigProvider:
         return self.api
 
     def watch_client(self) -> Kube:
-        return self.api
+        if self._watch is None:
+            self._watch = self.api.for_watches()
+        return self._watch
 
     def audit_log(self) -> Path | None:
         return None  # an arbitrary cluster's audit log is not ours to read
@@ -145,4 +148,6 @@ class KubeconfigProvider:
             cleanup.remove_all(self.api, self.options, self._footprint, self.say)
         finally:
             self._signals.restore()
+            if self._watch is not None:
+                self._watch.close()
             self.api.close()
