@@ -80,15 +80,16 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=PY)
 def scale(session: nox.Session) -> None:
     """The scale job: 0 / 1,000 / 5,000 / 10,000 background Services (2 endpoints each) x
-    iptables and nftables on the local cluster, 30 add+remove cycles and two proxy-restart
-    full syncs (one per node) at each point, into results/scale-<timestamp>/ with the growth
-    plots."""
+    iptables and nftables on the local cluster, 30 add+remove cycles on two Services in
+    parallel and two proxy-restart full syncs (one per node, run alone) at each point, into
+    results/scale-<timestamp>/ with the growth plots."""
     _install(session)
     _prepare_host(session)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = f"results/scale-{stamp}"
     session.run("hopbench", "run", "--nodes", "2", "--proxy-mode", "iptables,nftables",
                 "--scenario", "scale-up,delete,proxy-restart:2", "--trials", "30",
+                "--parallel", "2",
                 "--background-services", "0,1000,5000,10000", "--endpoints-per-service", "2",
                 "--out", out, *session.posargs)
     session.run("hopbench", "report", out, "--out", f"{out}/report")
