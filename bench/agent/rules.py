@@ -1,21 +1,26 @@
 """Which backend IPs a node's kube-proxy rules currently route each Service to.
 
 Pure parsers over rule dumps, one per dataplane, plus the watcher that decides when to
-take a dump: on every nf_tables change notification where the backend is nf_tables
-(nftables mode and iptables-nft; a netlink socket in the nf_tables multicast group,
-bench.agent.nftnl), by polling otherwise (iptables-legacy, IPVS, no CAP_NET_ADMIN).
+take a dump: on every nf_tables commit where the backend is nf_tables (nftables mode and
+iptables-nft: the ruleset generation id, asked over netlink every 5 ms, bench.agent.nftnl),
+by polling otherwise (iptables-legacy, IPVS, no CAP_NET_ADMIN). The stamp is the question
+that saw the generation change: the commit's notifications are no stamp, at 10,000
+Services they came 90-320 ms after kube-proxy's rules were live (nftnl's docstring).
 Only rules that route a Service count: a kube-proxy nftables endpoint chain that still
 exists but is no longer referenced from the Service's vmap does not carry traffic.
 
 With thousands of Services a whole-table dump costs far more than the 5 ms the stamps
 resolve, so once targets are watched (`watch`: the armed ClusterIP:ports) each dump lists
 only their Services' chains, named as kube-proxy names them (`service_chain`); a target
-whose Service is not in the rules yet, or a listing that fails otherwise, falls back to
-the whole table. In nftables mode the targeted listing does not run `nft` (which loads
+whose Service is not in the rules yet, or a listing that still fails after a few short
+retries (for another reason than a missing chain; counted in `dumps`), falls back to the
+whole table. In nftables mode the targeted listing does not run `nft` (which loads
 the whole table first): the netlink client asks the kernel for map `service-ips`'s element
 of each ClusterIP:port, the Service chain's rules and its verdict map's elements; a target
 absent from `service-ips` routes nowhere. Whole dumps are spaced out by their own cost
-(at most ~10 % of the time spent dumping) so an unarmed agent stays cheap at scale.
+(at most ~10 % of the time spent dumping) so an unarmed agent stays cheap at scale; the
+spacing ends when `watch` makes the next dump a targeted one, and a change seen before
+an arming's whole dump is that dump's (no stamp carried over from before the arming).
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import hashlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -52,6 +56,8 @@ MISSING_CHAIN = ("No chain/target/match", "incompatible, use 'nft'", "does not e
                  "No such file or directory")
 NFT_BASE_MAX = 128 - 16  # kube-proxy nftables: chain name limit minus the longest prefix
 FULL_SPACING = 9.0  # after a whole dump of d seconds, the next one waits 9 d
+GEN_POLL_S = 0.005  # the generation id is asked this often (~2 % of a core in CPython)
+LIST_RETRIES = (0.01, 0.03)  # a failed targeted listing is retried after these sleeps
 
 
 IPTABLES_ENTRY = re.compile(
@@ -190,7 +196,9 @@ class RuleWatcher:
         self.mode = ""
         self.method = ""
         self.resolution_ns = 0
-        self.dumps = {"full": 0, "targeted": 0}  # dumps taken, by kind
+        # dumps taken, by kind; targeted listings retried after a failure, and failed
+        # even then (the whole table instead)
+        self.dumps = {"full": 0, "targeted": 0, "targeted_retried": 0, "targeted_failed": 0}
         self._routes: Routes = {}
         self._known: set[str] | None = None  # keys whose state is current (None: all)
         self._wanted: list[tuple[str, int]] = []  # ClusterIP:ports to watch
@@ -198,9 +206,10 @@ class RuleWatcher:
         self._sep_ip: dict[str, str] = {}  # KUBE-SEP chain -> endpoint IP (iptables)
         self._lock = threading.Lock()  # one dump and diff at a time
         self._stop = threading.Event()
-        self._dirty = threading.Event()
+        self._dirty = threading.Event()  # a change to dump for, since `_dirty_since`
         self._dirty_since = 0
-        self._events: socket.socket | None = None  # the nf_tables notification socket
+        self._mark = threading.Lock()  # `_dirty` and `_dirty_since` change together
+        self._gen: nftnl.Generation | None = None  # the nf_tables generation (trigger)
         self._nl: nftnl.Client | None = None  # targeted nftables listings
         self._nl_lock = threading.Lock()
         self._next_full = 0.0  # monotonic: no whole dump before (spaced by their cost)
@@ -210,27 +219,29 @@ class RuleWatcher:
         event_driven = nftnl.available() and (
             self.mode == "nftables" or (self.mode == "iptables" and nf_tables_backend()))
         self.method = "netlink" if event_driven else "poll"
-        # event-driven: the stamp is when the agent read the first notification of a
-        # burst, a few ms after the commit at worst on a loaded 2-core node (5 ms);
-        # polling: the interval
-        self.resolution_ns = 5_000_000 if event_driven else int(self.poll_interval_s * 1e9)
+        # netlink: the stamp is the first question that saw the commit's generation,
+        # at most GEN_POLL_S after it (SCHED_FIFO: on time on a loaded node); polling: the
+        # interval
+        self.resolution_ns = (int(GEN_POLL_S * 1e9) if event_driven
+                              else int(self.poll_interval_s * 1e9))
         if self.mode == "nftables":
             try:
                 self._nl = nftnl.Client()
             except OSError:
                 self._nl = None  # no netlink: `nft` listings
+        gen = -1
         if event_driven:
-            self._events = nftnl.event_socket()  # before the first dump: no change missed
+            self._gen = nftnl.Generation()
+            gen = self._gen.read()  # before the first dump: no change missed
         self._routes = self._dump()
         threading.Thread(target=self._dumper, daemon=True, name="rules-dump").start()
         if event_driven:
-            threading.Thread(target=self._monitor, daemon=True, name="nft-events").start()
+            threading.Thread(target=self._monitor, args=(gen,), daemon=True,
+                             name="nft-generation").start()
 
     def stop(self) -> None:
         self._stop.set()
         self._dirty.set()
-        if self._events is not None:
-            self._events.close()
 
     def watch(self, targets: list[tuple[str, int]]) -> dict[str, str]:
         """Watch only these ClusterIP:ports from now on ([]: every Service, whole dumps).
@@ -240,6 +251,7 @@ class RuleWatcher:
             self._wanted = [(ip, int(port)) for ip, port in targets]
             self._chains = {}
             if self._wanted and self.mode in ("iptables", "nftables"):
+                self._consume()  # what changed so far is in this dump, adopted silently
                 self._take(time.time_ns(), full=True, report=False)
             return dict(self._chains)
 
@@ -274,11 +286,11 @@ class RuleWatcher:
         parse = DUMPERS[self.mode][1]
         routes: Routes = {}
         for key, chain in self._chains.items():
-            proc = subprocess.run(chain_command(self.mode, chain), capture_output=True,
-                                  text=True)
+            proc = self._list_chain(chain)
             if proc.returncode != 0:
                 if any(m in proc.stderr for m in MISSING_CHAIN):
                     continue  # no chain: the Service routes nowhere now
+                self.dumps["targeted_failed"] += 1
                 return None
             got = (self._iptables_ips(proc.stdout) if self.mode == "iptables"
                    else parse(proc.stdout).get(key))
@@ -286,6 +298,19 @@ class RuleWatcher:
                 routes[key] = got
         self.dumps["targeted"] += 1
         return routes
+
+    def _list_chain(self, chain: str) -> subprocess.CompletedProcess[str]:
+        """One chain's listing, retried after short sleeps while it fails for another
+        reason than the chain being absent: a whole dump instead costs seconds at scale."""
+        cmd = chain_command(self.mode, chain)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        for pause in LIST_RETRIES:
+            if proc.returncode == 0 or any(m in proc.stderr for m in MISSING_CHAIN):
+                break
+            self.dumps["targeted_retried"] += 1
+            time.sleep(pause)
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+        return proc
 
     def _iptables_ips(self, listing: str) -> set[str]:
         """The endpoint IPs a KUBE-SVC chain's listing jumps to. Above 1000 endpoints the
@@ -358,39 +383,66 @@ class RuleWatcher:
             self._chains = {found[w][0]: found[w][1] for w in self._wanted if w in found}
         self._diff(t_ns, parse(text), report=report)
 
-    def _monitor(self) -> None:
-        try:  # Linux applies this to the calling thread only: read events the moment they come
+    def _monitor(self, gen: int) -> None:
+        """Ask the generation id every GEN_POLL_S; a new one is a commit: mark it."""
+        try:  # Linux applies this to the calling thread only: ask on time under load
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
         except (OSError, AttributeError):
             pass  # not permitted: stamps may lag a little more under load
-        # this thread starts no process (a child would inherit SCHED_FIFO); one sync of
-        # thousands of Services is thousands of messages: read them in blocks, the stamp
-        # is still the read that brought the first message of the burst
-        sock, buf = self._events, bytearray(1 << 16)
-        assert sock is not None
-        while nftnl.read_event(sock, buf):
-            if self._stop.is_set():
-                break
+        # this thread starts no process (a child would inherit SCHED_FIFO)
+        source = self._gen
+        assert source is not None
+        while not self._stop.is_set():
+            time.sleep(GEN_POLL_S)
+            try:
+                now = source.read()
+            except OSError:  # unanswered: a change maybe, the dump tells; ask less often
+                self._mark_dirty(time.time_ns())
+                time.sleep(0.1)
+                continue
+            if now != gen:
+                gen = now
+                self._mark_dirty(time.time_ns())
+
+    def _mark_dirty(self, t_ns: int) -> None:
+        """A change at t_ns; the first unconsumed one gives the stamp."""
+        with self._mark:
             if not self._dirty.is_set():
-                self._dirty_since = time.time_ns()
+                self._dirty_since = t_ns
                 self._dirty.set()
+
+    def _consume(self) -> int | None:
+        """The stamp of the changes a dump starting now covers (None: no change since the
+        last dump); a change marked from now on triggers the next dump."""
+        with self._mark:
+            if not self._dirty.is_set():
+                return None
+            self._dirty.clear()
+            return self._dirty_since
+
+    def _space_full(self) -> None:
+        """Before a whole dump: wait out the spacing, unless a `watch` makes the next
+        dump a targeted one meanwhile (or the watcher stops)."""
+        while self.scope() == "full" and not self._stop.is_set():
+            left = self._next_full - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, 0.05))
 
     def _dumper(self) -> None:
         while not self._stop.is_set():
             if self.method == "poll":
                 time.sleep(self.poll_interval_s)
-                self._dirty_since = time.time_ns()
+                self._mark_dirty(time.time_ns())
             else:
                 self._dirty.wait()
-                time.sleep(0.002)  # let the burst of one sync finish
-                if self.scope() == "full":
-                    # a whole dump costs seconds at scale: space them out by their cost
-                    time.sleep(max(0.0, self._next_full - time.monotonic()))
-            self._dirty.clear()
+                self._space_full()  # a whole dump costs seconds at scale
             if self._stop.is_set():
                 break
             with self._lock:
-                self._take(self._dirty_since)
+                t_ns = self._consume()
+                if t_ns is not None:  # None: an arming's whole dump took it meanwhile
+                    self._take(t_ns)
 
     def _diff(self, t_ns: int, new: Routes, scope: set[str] | None = None,
               report: bool = True) -> None:
