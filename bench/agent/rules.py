@@ -57,6 +57,7 @@ MISSING_CHAIN = ("No chain/target/match", "incompatible, use 'nft'", "does not e
 NFT_BASE_MAX = 128 - 16  # kube-proxy nftables: chain name limit minus the longest prefix
 FULL_SPACING = 9.0  # after a whole dump of d seconds, the next one waits 9 d
 GEN_POLL_S = 0.005  # the generation id is asked this often (~2 % of a core in CPython)
+GEN_IDLE_S = 0.1  # ... and this often while no trial is watched closely (`fast()` false)
 LIST_RETRIES = (0.01, 0.03)  # a failed targeted listing is retried after these sleeps
 
 
@@ -190,8 +191,11 @@ class RuleWatcher:
     of the last whole dump, are not reported on and leave `routes()`."""
 
     def __init__(self, on_change: Callable[[int, str, str, bool], None],
-                 poll_interval_s: float = 0.02) -> None:
+                 poll_interval_s: float = 0.02,
+                 fast: Callable[[], bool] = lambda: True) -> None:
         self.on_change = on_change
+        self.fast = fast  # a trial is watched closely: ask the generation every GEN_POLL_S
+        self._hurry = threading.Event()  # a focus began: ask at the fast rate from now
         self.poll_interval_s = poll_interval_s
         self.mode = ""
         self.method = ""
@@ -220,8 +224,8 @@ class RuleWatcher:
             self.mode == "nftables" or (self.mode == "iptables" and nf_tables_backend()))
         self.method = "netlink" if event_driven else "poll"
         # netlink: the stamp is the first question that saw the commit's generation,
-        # at most GEN_POLL_S after it (SCHED_FIFO: on time on a loaded node); polling: the
-        # interval
+        # at most GEN_POLL_S after it while a trial is watched closely (GEN_IDLE_S
+        # otherwise; SCHED_FIFO: on time on a loaded node); polling: the interval
         self.resolution_ns = (int(GEN_POLL_S * 1e9) if event_driven
                               else int(self.poll_interval_s * 1e9))
         if self.mode == "nftables":
@@ -242,6 +246,7 @@ class RuleWatcher:
     def stop(self) -> None:
         self._stop.set()
         self._dirty.set()
+        self._hurry.set()
 
     def watch(self, targets: list[tuple[str, int]]) -> dict[str, str]:
         """Watch only these ClusterIP:ports from now on ([]: every Service, whole dumps).
@@ -383,8 +388,14 @@ class RuleWatcher:
             self._chains = {found[w][0]: found[w][1] for w in self._wanted if w in found}
         self._diff(t_ns, parse(text), report=report)
 
+    def hurry(self) -> None:
+        """A focus begins: end the idle wait, so the next question is asked now."""
+        self._hurry.set()
+
     def _monitor(self, gen: int) -> None:
-        """Ask the generation id every GEN_POLL_S; a new one is a commit: mark it."""
+        """Ask the generation id every GEN_POLL_S while `fast()` (a trial is watched
+        closely), every GEN_IDLE_S otherwise (the agent's CPU: ~2 % of a core at the fast
+        rate); a new one is a commit: mark it."""
         try:  # Linux applies this to the calling thread only: ask on time under load
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
         except (OSError, AttributeError):
@@ -393,7 +404,11 @@ class RuleWatcher:
         source = self._gen
         assert source is not None
         while not self._stop.is_set():
-            time.sleep(GEN_POLL_S)
+            if self.fast():
+                time.sleep(GEN_POLL_S)
+            else:
+                self._hurry.wait(GEN_IDLE_S)
+                self._hurry.clear()
             try:
                 now = source.read()
             except OSError:  # unanswered: a change maybe, the dump tells; ask less often

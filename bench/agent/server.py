@@ -54,12 +54,18 @@ class Agent:
         self.rule_changes: list[dict[str, Any]] = []
         self.syncs: list[dict[str, Any]] = []
         self.prober = Prober(interval_s=probe_interval_s, idle_interval_s=idle_interval_s)
-        self.rules = RuleWatcher(self._on_rule, poll_interval_s=rules_poll_s)
+        self.rules = RuleWatcher(self._on_rule, poll_interval_s=rules_poll_s,
+                                 fast=self._watched_closely)
         self.poller = SyncPoller(self._on_sync, port=metrics_port, fast=self.prober.focused)
         self.started_cpu = self.cpu_seconds()
         self.min_sync_s: float | None = None  # kube-proxy's, from its /configz
         self.early_rule_changes = 0  # rules changed while a focus waited for the next sync
         self.started_wall = time.monotonic()
+
+    def _watched_closely(self) -> bool:
+        """A focus is on, or waits to begin: rule changes then need their fine stamp (and
+        the self-check `early_rule_changes` counts those seen while a focus waits)."""
+        return self.prober.focused() or bool(self.prober.waiting())
 
     def start(self) -> None:
         self.rules.start()
@@ -105,6 +111,7 @@ class Agent:
                 earliest = self.poller.last_sync() + self.min_sync_s - SYNC_MARGIN_S
                 delay = max(0.0, earliest - time.time())
             self.prober.focus(target, min(seconds, 600.0), delay_s=delay)
+            self.rules.hurry()  # rule changes matter from now: ask at the fast rate
             self.poller.wake(delay)  # syncs matter from then: poll at the fast rate
         return {"target": target, "t_ns": time.time_ns(), "delay_s": round(delay, 4),
                 "focused": seconds > 0}
@@ -139,6 +146,7 @@ class Agent:
             "early_rule_changes": self.early_rule_changes,
             "sync_poll_interval_ns": int(self.poller.interval_s * 1e9),
             "routes": {k: sorted(v) for k, v in self.rules.routes().items()},
+            "rule_dumps": dict(self.rules.dumps),
         }
 
 

@@ -10,6 +10,7 @@ marked before it."""
 from __future__ import annotations
 
 import errno
+import os
 import struct
 import subprocess
 import threading
@@ -43,7 +44,8 @@ class Gens:
     """A generation source: answers from a script, stops the watcher at its end."""
 
     def __init__(self, w: RuleWatcher, script: list[int | OSError]) -> None:
-        self.w, self.script, self.times = w, list(script), []
+        self.w, self.script = w, list(script)
+        self.times: list[int] = []
 
     def read(self) -> int:
         if not self.script:
@@ -59,13 +61,36 @@ class Gens:
 def test_a_commit_is_stamped_by_the_question_that_saw_its_generation(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rules, "GEN_POLL_S", 0.0)
-    monkeypatch.setattr(rules.os, "sched_setscheduler", lambda *a: None)
+    monkeypatch.setattr(os, "sched_setscheduler", lambda *a: None)
     w = RuleWatcher(lambda *a: None)
     src = Gens(w, [5, 5, 6, 6, 6])
     w._gen = src  # type: ignore[assignment]
     w._monitor(5)
     assert w._consume() == pytest.approx(src.times[2], abs=2_000_000)  # gen 6: the 3rd ask
     assert w._consume() is None  # one commit, one dump
+
+
+def test_the_generation_is_asked_slowly_until_a_focus_hurries_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside a focus the agent asks every GEN_IDLE_S (its CPU); `hurry` (a focus
+    beginning) ends the idle wait at once, and while `fast()` it asks every GEN_POLL_S."""
+    monkeypatch.setattr(rules, "GEN_POLL_S", 0.0)
+    monkeypatch.setattr(rules, "GEN_IDLE_S", 5.0)
+    monkeypatch.setattr(os, "sched_setscheduler", lambda *a: None)
+    fast = {"on": False}
+    w = RuleWatcher(lambda *a: None, fast=lambda: fast["on"])
+    src = Gens(w, [5, 5, 5])
+    w._gen = src  # type: ignore[assignment]
+    t = threading.Thread(target=w._monitor, args=(5,), daemon=True)
+    t0 = time.monotonic()
+    t.start()
+    time.sleep(0.2)
+    assert src.times == []  # idle: still waiting out its 5 s
+    fast["on"] = True
+    w.hurry()
+    t.join(2)
+    assert not t.is_alive() and len(src.times) == 3  # hurried, then fast questions
+    assert time.monotonic() - t0 < 2
 
 
 def test_the_first_unconsumed_change_gives_the_stamp() -> None:

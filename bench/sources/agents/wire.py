@@ -90,6 +90,8 @@ class CollectReply(TypedDict):
     early_rule_changes: int
     sync_poll_interval_ns: int
     routes: dict[str, list[str]]  # rules key -> pod IPs routed now
+    rule_dumps: dict[str, int]  # since the agent started: full, targeted, targeted_retried,
+    #                             targeted_failed (a whole dump instead)
 
 
 class RulesSummary(TypedDict):
@@ -114,6 +116,7 @@ class AgentInfo(TypedDict, total=False):
     kube_proxy_min_sync_s: float | None
     early_rule_changes: int | None
     probe_focused_s: float | None
+    rule_dumps: dict[str, int] | None
 
 
 def agent_info(reply: CollectReply) -> AgentInfo:
@@ -125,4 +128,5 @@ def agent_info(reply: CollectReply) -> AgentInfo:
         sync_poll_interval_ns=reply.get("sync_poll_interval_ns"),
         kube_proxy_min_sync_s=reply.get("kube_proxy_min_sync_s"),
         early_rule_changes=reply.get("early_rule_changes"),
-        probe_focused_s=reply["probe"].get("focused_s"))
+        probe_focused_s=reply["probe"].get("focused_s"),
+        rule_dumps=reply.get("rule_dumps"))
