@@ -17,7 +17,7 @@ from bench.sources.agents.collector import Collector
 from bench.sources.agents.control import AgentControl
 from bench.sources.agents.nodelog import NodeLog, absorb, forget
 from bench.sources.agents.store import AgentStore
-from bench.sources.agents.wire import CollectReply
+from bench.sources.agents.wire import AgentInfo, CollectReply
 
 S = 1_000_000_000
 IP = "10.64.1.7"
@@ -107,6 +107,19 @@ def test_synced_after_waits_for_the_sync_after_the_change() -> None:
     assert queries.synced_after(log, IP, True, 0)        # sync at 10 s + 1 ns
     assert not queries.synced_after(log, IP, False, 0)   # no sync after 20 s yet
     assert queries.synced_after(log, IP, False, 21 * S)  # no change since: nothing to wait
+
+
+def test_the_sync_that_made_the_change_may_end_just_before_its_rule_stamp() -> None:
+    """The agent asks the nf_tables generation every 5 ms: its stamp of a commit can
+    follow kube-proxy's own end-of-sync stamp by a few ms. That sync is the one that made
+    the change (a restart on an idle cluster has no other: waiting for a later one hung
+    the trial for its whole timeout)."""
+    log = _log_with_changes(offset_ns=0)
+    log.info = AgentInfo(rule_resolution_ns=5_000_000)
+    log.syncs = [{"t_ns": 20 * S - 15_000_000, "seen_ns": 0, "syncs": 2}]  # 15 ms before
+    assert queries.synced_after(log, IP, False, 0)
+    log.syncs = [{"t_ns": 20 * S - 25_000_000, "seen_ns": 0, "syncs": 2}]  # beyond the slack
+    assert not queries.synced_after(log, IP, False, 0)
 
 
 def test_answers_and_cpu_before_anything_was_seen() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from bench.sources.agents.nodelog import NodeLog
 from bench.sources.agents.wire import PodSeen
 
+SYNC_SLACK_NS = 10_000_000  # see synced_after
+
 
 def _seen(log: NodeLog, target: str, pod: str) -> PodSeen | None:
     return log.pods.get(target, {}).get(pod)
@@ -34,12 +36,18 @@ def rule_change(log: NodeLog, ip: str, present: bool, since_ns: int) -> int | No
 
 
 def synced_after(log: NodeLog, ip: str, present: bool, since_ns: int) -> bool:
-    """A kube-proxy sync has been seen ending after this node's rule change for `ip`
-    (or the rule change has not been seen at all, when there is nothing to wait for)."""
+    """The kube-proxy sync that made this node's rule change for `ip` has been seen (or
+    the rule change has not been seen at all, when there is nothing to wait for).
+
+    That sync ends (its metric stamp) just after its commit, and the agent's rule stamp
+    may come up to its resolution after the commit: so a sync ending up to two
+    resolutions plus 10 ms before the rule stamp counts. Syncs are at least
+    --min-sync-period (1 s by default) apart, so no earlier sync can pass for it."""
     t = rule_change(log, ip, present, since_ns)
     if t is None:
         return True
-    return any(s["t_ns"] >= t for s in log.syncs)
+    slack = 2 * int(log.info.get("rule_resolution_ns") or 0) + SYNC_SLACK_NS
+    return any(s["t_ns"] >= t - slack for s in log.syncs)
 
 
 def cpu_fraction(log: NodeLog) -> float:
