@@ -185,6 +185,11 @@ def stop_proxies(spec: ClusterSpec) -> int:
     return len(keys)
 
 
+#: `kube-proxy --cleanup` removes its rules; at 10,000 Services in iptables mode it took
+#: 29-50 s, once over a minute (a 60 s limit ended a scale job there)
+CLEANUP_TIMEOUT_S = 600.0
+
+
 def replace_proxies(spec: ClusterSpec, tools: Toolset, mode: str, nodes: list[str],
                     between: Callable[[], None] | None = None) -> dict[str, int]:
     """Stop kube-proxy on `nodes`, remove its rules there (the upstream `kube-proxy
@@ -202,7 +207,8 @@ def replace_proxies(spec: ClusterSpec, tools: Toolset, mode: str, nodes: list[st
     procs.stop([pids[f"kube-proxy-{n}"] for n in nodes if f"kube-proxy-{n}" in pids])
     stamps["stopped_ns"] = time.time_ns()
     for node in nodes:
-        netns.run_in(spec.node_ns(node), comp.kube_proxy_cleanup(tools), check=False)
+        netns.run_in(spec.node_ns(node), comp.kube_proxy_cleanup(tools), check=False,
+                     timeout=CLEANUP_TIMEOUT_S)
     stamps["cleaned_ns"] = time.time_ns()
     if between is not None:
         between()

@@ -58,8 +58,12 @@ def sysctl(name: str, key: str, value: str) -> None:
 def run_in(name: str, cmd: list[str], check: bool = True,
            timeout: float | None = 60) -> subprocess.CompletedProcess[str]:
     """Run a command with only the network namespace switched (host mounts stay)."""
-    proc = subprocess.run(["nsenter", f"--net={ns_path(name)}", "--", *cmd],
-                          capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run(["nsenter", f"--net={ns_path(name)}", "--", *cmd],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"in {name}: {' '.join(cmd)}: no answer within {timeout}s"
+                           ) from None
     if check and proc.returncode != 0:
         raise ClusterError(f"in {name}: {' '.join(cmd)}: {proc.stderr.strip()}")
     return proc
