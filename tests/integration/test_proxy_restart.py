@@ -14,6 +14,7 @@ from analysis.report import write_report
 from bench import runner
 from bench.cluster.local import cluster, teardown
 from bench.cluster.local.spec import ClusterSpec
+from bench.cluster.toolset import Toolset
 from bench.errors import UserError
 from bench.providers.local import LocalProvider
 from bench.results.schema import ALL_NODES, HOPS, Ev
@@ -139,3 +140,33 @@ def test_a_provider_without_restart_is_refused_up_front(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="cannot restart kube-proxy"):
         runner.run(NoRestart(), cfg, say=lambda m: None)  # type: ignore[arg-type]
     assert not (tmp_path / "run").exists()
+
+
+def test_with_parallel_lanes_the_restart_cycle_runs_alone_after_the_others(
+        tools: Toolset, tmp_path: Path) -> None:
+    """--parallel 2 with proxy-restart: the restart's cycle (a solo scenario) waits until
+    the shared cycles are done, and every trial completes (a restart on an idle cluster
+    once hung here, waiting for a kube-proxy sync after the one that made the change)."""
+    spec = cluster.up(ClusterSpec(name="restart2", nodes=2), say=lambda m: None, tools=tools)
+    try:
+        provider = LocalProvider(spec, tools)
+        out = tmp_path / "run"
+        cfg = runner.RunConfig(modes=("iptables",), out_dir=out, scenario=ScenarioConfig(
+            scenarios=("scale-up", "delete", "proxy-restart"), trials=3, parallel=2,
+            counts={"proxy-restart": 1}, trial_timeout_s=30))
+        try:
+            runner.run(provider, cfg, say=lambda m: None)
+        finally:
+            provider.close()
+    finally:
+        teardown.teardown(spec)
+    ev = load_events(out)
+    ends = ev[ev.event == Ev.TRIAL_END]
+    assert len(ends) == 3 + 3 + 1  # every add, remove and the one restart
+    trig = ev[ev.event == Ev.TRIGGER]
+    solo = trig[trig.trial == 0].t_ns.min()  # cycle 0 records the restart: it runs alone
+    assert (trig[trig.trial != 0].t_ns < solo).all()
+    assert set(trig[trig.trial != 0].service) == {"svc0", "svc1"}  # two lanes shared them
+    censored = load_hops(out)
+    timeouts = censored[censored.censor_reason.str.contains("timeout", na=False)]
+    assert timeouts.empty, timeouts[["trial", "scenario", "censor_reason"]].to_dict("records")
