@@ -86,7 +86,9 @@ def test_population_programs_drops_resizes_and_leaves_nothing(
     prov, ctl = agents
     prov.set_proxy_mode(mode)  # restarts kube-proxy even in its own mode: from nothing
     took = program_from_switch(prov.switch_stamps())
-    assert took is not None and 0 < took[0] < 120 and took[1], took  # spawn -> 1st sync
+    # spawn -> 1st sync; "exact" only when the metric was read before a second sync (one
+    # CI run saw nftables sync twice in 0.63 s at startup: then an upper bound, flagged)
+    assert took is not None and 0 < took[0] < 120, took
     kube = prov.kube()
     seen: list[tuple[int, int]] = []
     pop = Population(kube, "it" + secrets.token_hex(4), on_progress=lambda d, t:
