@@ -133,8 +133,12 @@ class Prober:
 
     def __init__(self, interval_s: float = 0.005, idle_interval_s: float = 0.1,
                  timeout_s: float = 1.0, max_inflight: int = 256,
-                 clock: Clock = REAL_CLOCK) -> None:
+                 clock: Clock = REAL_CLOCK, tick: Callable[[], None] | None = None,
+                 tick_s: float = 0.005) -> None:
         self.clock = clock
+        # called once per `tick_s` while a target is focused or its focus waits to begin
+        # (the rule watcher's generation question: one wakeup for both)
+        self.tick, self.tick_s = tick, tick_s
         self.interval_s = interval_s
         self.idle_interval_s = idle_interval_s
         self.timeout_s = timeout_s
@@ -197,6 +201,11 @@ class Prober:
         """Some target is probed at the fine interval right now."""
         now = self.clock.monotonic()
         return any(s.focus_from <= now < s.focus_until for s in self._active)
+
+    def watched(self, now: float) -> bool:
+        """Some target is focused at `now`, or its focus waits to begin."""
+        return any(now < s.focus_until and s.focus_from < s.focus_until
+                   for s in self._active)
 
     def waiting(self) -> list[str]:
         """Targets whose focus was asked for but has not started yet."""
@@ -394,6 +403,7 @@ class Loop:
         self.ep.register(prober._wake_fd, _IN)
         self.conns: dict[int, _Conn] = {}
         self.next_sweep = self.last = prober.clock.monotonic()
+        self.next_tick = 0.0
         self.was_focused = False  # the previous pass found a target focused
 
     def step(self) -> None:
@@ -420,6 +430,7 @@ class Loop:
                         nxt = s.focus_from
                     s.next_at = nxt
                 timeout = min(timeout, s.next_at - now)
+            timeout = self._tick(now, timeout)
         elif conns:
             timeout = 0.05
         self.last, self.was_focused = now, focused
@@ -440,6 +451,18 @@ class Loop:
                 if now > c.deadline:
                     p._finish(conns, fd, c)
                     p._failure(c, "timeout")
+
+    def _tick(self, now: float, timeout: float) -> float:
+        """Run the prober's tick when due while a focus waits or is on; the wait's
+        timeout, shortened to the next one."""
+        p = self.p
+        if p.tick is None or not p.watched(now):
+            return timeout
+        if now >= self.next_tick:
+            p.tick()
+            nxt = self.next_tick + p.tick_s
+            self.next_tick = nxt if nxt > now else now + p.tick_s
+        return min(timeout, self.next_tick - now)
 
     def close(self) -> None:
         for c in self.conns.values():  # stopped with requests in flight: not recorded

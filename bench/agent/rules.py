@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -56,8 +55,8 @@ MISSING_CHAIN = ("No chain/target/match", "incompatible, use 'nft'", "does not e
                  "No such file or directory")
 NFT_BASE_MAX = 128 - 16  # kube-proxy nftables: chain name limit minus the longest prefix
 FULL_SPACING = 9.0  # after a whole dump of d seconds, the next one waits 9 d
-GEN_POLL_S = 0.005  # the generation id is asked this often (~2 % of a core in CPython)
-GEN_IDLE_S = 0.1  # ... and this often while no trial is watched closely (`fast()` false)
+GEN_POLL_S = 0.005  # the generation id is asked this often while a trial is watched closely
+GEN_IDLE_S = 0.1  # ... and this often otherwise, by the watcher's own thread
 LIST_RETRIES = (0.01, 0.03)  # a failed targeted listing is retried after these sleeps
 
 
@@ -191,11 +190,9 @@ class RuleWatcher:
     of the last whole dump, are not reported on and leave `routes()`."""
 
     def __init__(self, on_change: Callable[[int, str, str, bool], None],
-                 poll_interval_s: float = 0.02,
-                 fast: Callable[[], bool] = lambda: True) -> None:
+                 poll_interval_s: float = 0.02) -> None:
         self.on_change = on_change
-        self.fast = fast  # a trial is watched closely: ask the generation every GEN_POLL_S
-        self._hurry = threading.Event()  # a focus began: ask at the fast rate from now
+        self._hurry = threading.Event()  # a focus began: ask once now
         self.poll_interval_s = poll_interval_s
         self.mode = ""
         self.method = ""
@@ -214,6 +211,9 @@ class RuleWatcher:
         self._dirty_since = 0
         self._mark = threading.Lock()  # `_dirty` and `_dirty_since` change together
         self._gen: nftnl.Generation | None = None  # the nf_tables generation (trigger)
+        self._gen_seen = -1  # the last generation id read
+        self._gen_lock = threading.Lock()  # `check` runs on two threads
+        self._gen_quiet_until = 0.0  # monotonic: after an unanswered question, wait
         self._nl: nftnl.Client | None = None  # targeted nftables listings
         self._nl_lock = threading.Lock()
         self._next_full = 0.0  # monotonic: no whole dump before (spaced by their cost)
@@ -224,8 +224,8 @@ class RuleWatcher:
             self.mode == "nftables" or (self.mode == "iptables" and nf_tables_backend()))
         self.method = "netlink" if event_driven else "poll"
         # netlink: the stamp is the first question that saw the commit's generation,
-        # at most GEN_POLL_S after it while a trial is watched closely (GEN_IDLE_S
-        # otherwise; SCHED_FIFO: on time on a loaded node); polling: the interval
+        # at most GEN_POLL_S after it while a trial is watched closely (the prober's
+        # passes call `check`), GEN_IDLE_S otherwise; polling: the interval
         self.resolution_ns = (int(GEN_POLL_S * 1e9) if event_driven
                               else int(self.poll_interval_s * 1e9))
         if self.mode == "nftables":
@@ -233,14 +233,13 @@ class RuleWatcher:
                 self._nl = nftnl.Client()
             except OSError:
                 self._nl = None  # no netlink: `nft` listings
-        gen = -1
         if event_driven:
             self._gen = nftnl.Generation()
-            gen = self._gen.read()  # before the first dump: no change missed
+            self._gen_seen = self._gen.read()  # before the first dump: no change missed
         self._routes = self._dump()
         threading.Thread(target=self._dumper, daemon=True, name="rules-dump").start()
         if event_driven:
-            threading.Thread(target=self._monitor, args=(gen,), daemon=True,
+            threading.Thread(target=self._monitor, daemon=True,
                              name="nft-generation").start()
 
     def stop(self) -> None:
@@ -392,32 +391,31 @@ class RuleWatcher:
         """A focus begins: end the idle wait, so the next question is asked now."""
         self._hurry.set()
 
-    def _monitor(self, gen: int) -> None:
-        """Ask the generation id every GEN_POLL_S while `fast()` (a trial is watched
-        closely), every GEN_IDLE_S otherwise (the agent's CPU: ~2 % of a core at the fast
-        rate); a new one is a commit: mark it."""
-        try:  # Linux applies this to the calling thread only: ask on time under load
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
-        except (OSError, AttributeError):
-            pass  # not permitted: stamps may lag a little more under load
-        # this thread starts no process (a child would inherit SCHED_FIFO)
+    def check(self) -> None:
+        """Ask the generation id once; a new one is a commit: mark it. Called by the
+        prober's passes every GEN_POLL_S while a trial is watched closely (their wakeups
+        are shared: a thread of its own waking every 5 ms cost ~2 % of a core), and by
+        `_monitor` every GEN_IDLE_S."""
         source = self._gen
-        assert source is not None
-        while not self._stop.is_set():
-            if self.fast():
-                time.sleep(GEN_POLL_S)
-            else:
-                self._hurry.wait(GEN_IDLE_S)
-                self._hurry.clear()
+        if source is None or self._stop.is_set() or time.monotonic() < self._gen_quiet_until:
+            return
+        with self._gen_lock:
             try:
                 now = source.read()
             except OSError:  # unanswered: a change maybe, the dump tells; ask less often
+                self._gen_quiet_until = time.monotonic() + GEN_IDLE_S
                 self._mark_dirty(time.time_ns())
-                time.sleep(0.1)
-                continue
-            if now != gen:
-                gen = now
+                return
+            if now != self._gen_seen:
+                self._gen_seen = now
                 self._mark_dirty(time.time_ns())
+
+    def _monitor(self) -> None:
+        """Ask every GEN_IDLE_S, and at once when a focus begins (`hurry`)."""
+        while not self._stop.is_set():
+            self._hurry.wait(GEN_IDLE_S)
+            self._hurry.clear()
+            self.check()
 
     def _mark_dirty(self, t_ns: int) -> None:
         """A change at t_ns; the first unconsumed one gives the stamp."""

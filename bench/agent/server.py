@@ -36,7 +36,7 @@ from typing import Any
 from bench.agent import summary
 from bench.agent.kpmetrics import SyncPoller
 from bench.agent.prober import Prober, Target
-from bench.agent.rules import RuleWatcher
+from bench.agent.rules import GEN_POLL_S, RuleWatcher
 
 try:  # one kernel, one boot id: the harness compares it with its own (shared clock)
     with open("/proc/sys/kernel/random/boot_id") as _f:
@@ -53,19 +53,16 @@ class Agent:
         self.lock = threading.Lock()
         self.rule_changes: list[dict[str, Any]] = []
         self.syncs: list[dict[str, Any]] = []
-        self.prober = Prober(interval_s=probe_interval_s, idle_interval_s=idle_interval_s)
-        self.rules = RuleWatcher(self._on_rule, poll_interval_s=rules_poll_s,
-                                 fast=self._watched_closely)
+        self.rules = RuleWatcher(self._on_rule, poll_interval_s=rules_poll_s)
+        # while a trial is watched closely (a focus on, or waiting to begin: rule changes
+        # then need their fine stamp), the prober's passes ask the ruleset generation
+        self.prober = Prober(interval_s=probe_interval_s, idle_interval_s=idle_interval_s,
+                             tick=self.rules.check, tick_s=GEN_POLL_S)
         self.poller = SyncPoller(self._on_sync, port=metrics_port, fast=self.prober.focused)
         self.started_cpu = self.cpu_seconds()
         self.min_sync_s: float | None = None  # kube-proxy's, from its /configz
         self.early_rule_changes = 0  # rules changed while a focus waited for the next sync
         self.started_wall = time.monotonic()
-
-    def _watched_closely(self) -> bool:
-        """A focus is on, or waits to begin: rule changes then need their fine stamp (and
-        the self-check `early_rule_changes` counts those seen while a focus waits)."""
-        return self.prober.focused() or bool(self.prober.waiting())
 
     def start(self) -> None:
         self.rules.start()

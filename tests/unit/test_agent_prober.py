@@ -181,6 +181,27 @@ def test_delayed_focus_waits_then_starts_on_time(server: tuple[int, type[_Pod]])
         assert d.p.waiting() == [] and not d.p.focused()
 
 
+def test_the_tick_runs_every_tick_s_while_a_focus_waits_or_is_on_and_never_idle(
+        server: tuple[int, type[_Pod]]) -> None:
+    """The rule watcher's generation question rides on the prober's passes: asked every
+    5 ms from the moment a focus is asked for (its start may wait for kube-proxy's next
+    sync) to its end, and not at all between trials (the agent's CPU)."""
+    port, _ = server
+    with driven(port) as d:
+        ticks: list[float] = []
+        d.p.tick, d.p.tick_s = (lambda: ticks.append(d.t.now)), 0.005
+        d.until(T0 + 0.5)
+        assert ticks == []  # idle: only the watcher's own 100 ms questions
+        f = d.t.now
+        d.p.focus("svc", 0.3, delay_s=0.2)
+        d.until(f + 1.0)
+        assert ticks and ticks[0] == pytest.approx(f, abs=1e-6)
+        assert ticks[-1] < f + 0.5 and ticks[-1] > f + 0.5 - 0.0051
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        assert max(gaps) < 0.0051 and min(gaps) > 0.0049  # every 5 ms, no burst
+        assert len(ticks) in (100, 101)  # 0.5 s at 5 ms; float sums land either side
+
+
 def test_first_and_last_answers_carry_the_gap_to_their_neighbours(
         server: tuple[int, type[_Pod]]) -> None:
     port, pod = server

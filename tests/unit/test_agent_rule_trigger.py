@@ -10,7 +10,6 @@ marked before it."""
 from __future__ import annotations
 
 import errno
-import os
 import struct
 import subprocess
 import threading
@@ -58,39 +57,51 @@ class Gens:
         return r
 
 
-def test_a_commit_is_stamped_by_the_question_that_saw_its_generation(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rules, "GEN_POLL_S", 0.0)
-    monkeypatch.setattr(os, "sched_setscheduler", lambda *a: None)
+def test_a_commit_is_stamped_by_the_question_that_saw_its_generation() -> None:
     w = RuleWatcher(lambda *a: None)
     src = Gens(w, [5, 5, 6, 6, 6])
-    w._gen = src  # type: ignore[assignment]
-    w._monitor(5)
+    w._gen, w._gen_seen = src, 5  # type: ignore[assignment]
+    for _ in range(5):
+        w.check()
     assert w._consume() == pytest.approx(src.times[2], abs=2_000_000)  # gen 6: the 3rd ask
     assert w._consume() is None  # one commit, one dump
 
 
-def test_the_generation_is_asked_slowly_until_a_focus_hurries_it(
+def test_an_unanswered_question_marks_a_change_and_quiets_the_asking(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Outside a focus the agent asks every GEN_IDLE_S (its CPU); `hurry` (a focus
-    beginning) ends the idle wait at once, and while `fast()` it asks every GEN_POLL_S."""
-    monkeypatch.setattr(rules, "GEN_POLL_S", 0.0)
+    """A failed GETGEN may hide a commit: the dump tells. The prober's next passes (every
+    5 ms) do not ask again until GEN_IDLE_S has passed, so a failing socket cannot set
+    off a dump per pass."""
     monkeypatch.setattr(rules, "GEN_IDLE_S", 5.0)
-    monkeypatch.setattr(os, "sched_setscheduler", lambda *a: None)
-    fast = {"on": False}
-    w = RuleWatcher(lambda *a: None, fast=lambda: fast["on"])
-    src = Gens(w, [5, 5, 5])
-    w._gen = src  # type: ignore[assignment]
-    t = threading.Thread(target=w._monitor, args=(5,), daemon=True)
+    w = RuleWatcher(lambda *a: None)
+    src = Gens(w, [OSError(errno.EAGAIN, "timed out"), 5, 5])
+    w._gen, w._gen_seen = src, 5  # type: ignore[assignment]
+    w.check()
+    assert w._consume() is not None
+    w.check()
+    w.check()
+    assert len(src.times) == 1 and w._consume() is None
+
+
+def test_the_watcher_asks_slowly_on_its_own_until_a_focus_hurries_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its own thread asks every GEN_IDLE_S (its CPU); `hurry` (a focus beginning) ends
+    the idle wait at once. The fast questions come from the prober's passes."""
+    monkeypatch.setattr(rules, "GEN_IDLE_S", 5.0)
+    w = RuleWatcher(lambda *a: None)
+    src = Gens(w, [5])
+    w._gen, w._gen_seen = src, 5  # type: ignore[assignment]
+    t = threading.Thread(target=w._monitor, daemon=True)
     t0 = time.monotonic()
     t.start()
     time.sleep(0.2)
     assert src.times == []  # idle: still waiting out its 5 s
-    fast["on"] = True
     w.hurry()
+    time.sleep(0.1)
+    assert len(src.times) == 1  # hurried: asked at once
+    w.hurry()  # the script is done: this question stops the watcher
     t.join(2)
-    assert not t.is_alive() and len(src.times) == 3  # hurried, then fast questions
-    assert time.monotonic() - t0 < 2
+    assert not t.is_alive() and time.monotonic() - t0 < 2
 
 
 def test_the_first_unconsumed_change_gives_the_stamp() -> None:
