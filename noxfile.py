@@ -80,7 +80,7 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=PY)
 def scale(session: nox.Session) -> None:
     """The scale job: 0 / 1,000 / 5,000 / 10,000 background Services (2 endpoints each) x
-    iptables and nftables on the local cluster, 30 add+remove cycles on two Services in
+    iptables and nftables on the local cluster, 30 add+remove cycles on four Services in
     parallel and two proxy-restart full syncs (one per node, run alone) at each point, into
     results/scale-<timestamp>/ with the growth plots."""
     _install(session)
@@ -89,7 +89,7 @@ def scale(session: nox.Session) -> None:
     out = f"results/scale-{stamp}"
     session.run("hopbench", "run", "--nodes", "2", "--proxy-mode", "iptables,nftables",
                 "--scenario", "scale-up,delete,proxy-restart:2", "--trials", "30",
-                "--parallel", "2",
+                "--parallel", "4",
                 "--background-services", "0,1000,5000,10000", "--endpoints-per-service", "2",
                 "--out", out, *session.posargs)
     session.run("hopbench", "report", out, "--out", f"{out}/report")
