@@ -20,10 +20,10 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, TypedDict
 
 from bench.background import plan
-from bench.kube import ApiStatusError, Kube
+from bench.kube import KEEPALIVE, ApiStatusError, Kube
 from bench.poll import wait_until
 
-WORKERS = 64  # 43.5 objects/s against 33.2 with 16 (local cluster, loaded machine)
+WORKERS = KEEPALIVE  # requests in flight; more than the client keeps open cost handshakes
 SLICES = "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
 SERVICES = "/api/v1/namespaces/{ns}/services"
 Progress = Callable[[int, int], None]
