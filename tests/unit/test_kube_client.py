@@ -8,6 +8,7 @@ real program (a small script counting its calls). Nothing is contacted.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import itertools
 import json
@@ -15,7 +16,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -62,6 +63,45 @@ def _kube(path: Path, handler: Handler) -> Kube:
     return Kube(path, transport=lambda verify: httpx.MockTransport(handler))
 
 
+@contextlib.contextmanager
+def _tls_server(tmp_path: Path, handler: type[http.server.BaseHTTPRequestHandler],
+                client_cert: bool = False) -> Iterator[Path]:
+    """A real TLS server on 127.0.0.1 answering with `handler` (a client certificate
+    required with `client_cert`), and a kubeconfig for it as the local cluster writes one:
+    CA and client certificate files, no token."""
+    from bench.cluster.local import pki
+
+    ca = pki.make_ca(tmp_path, "ca", "test-ca")
+    srv = pki.issue(ca, tmp_path, "server", "server", server=True, client=False,
+                    ips=("127.0.0.1",))
+    admin = pki.issue(ca, tmp_path, "admin", "admin", org="system:masters")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca.cert))
+    ctx.load_cert_chain(str(srv.cert), str(srv.key))
+    if client_cert:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        path = tmp_path / "kubeconfig"
+        pki.kubeconfig(path, f"https://127.0.0.1:{server.server_address[1]}", ca.cert, admin,
+                       "admin")
+        yield path
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _json_reply(h: http.server.BaseHTTPRequestHandler, obj: object) -> None:
+    body = json.dumps(obj).encode()
+    h.send_response(200)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
+
+
 def test_bearer_token_from_the_kubeconfig(tmp_path: Path) -> None:
     seen: list[httpx.Request] = []
 
@@ -99,45 +139,23 @@ def test_exec_plugin_token_reused_then_renewed_after_401(tmp_path: Path) -> None
 def test_client_certificate_against_a_mutual_tls_server(tmp_path: Path) -> None:
     """As the local cluster's kubeconfig: CA and client certificate files, no token. A real
     TLS server on 127.0.0.1 that requires a client certificate answers with its CN."""
-    from bench.cluster.local import pki
-
-    ca = pki.make_ca(tmp_path, "ca", "test-ca")
-    srv = pki.issue(ca, tmp_path, "server", "server", server=True, client=False,
-                    ips=("127.0.0.1",))
-    admin = pki.issue(ca, tmp_path, "admin", "admin", org="system:masters")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca.cert))
-    ctx.load_cert_chain(str(srv.cert), str(srv.key))
-    ctx.verify_mode = ssl.CERT_REQUIRED
 
     class Echo(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             peer = self.connection.getpeercert()
             cn = dict(x[0] for x in peer["subject"])["commonName"]
-            body = json.dumps({"cn": cn, "auth": self.headers.get("Authorization")}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            _json_reply(self, {"cn": cn, "auth": self.headers.get("Authorization")})
 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        path = tmp_path / "kubeconfig"
-        pki.kubeconfig(path, f"https://127.0.0.1:{server.server_address[1]}", ca.cert, admin,
-                       "admin")
+    with _tls_server(tmp_path, Echo, client_cert=True) as path:
         with Kube(path) as kube:
             assert kube.get("/api/v1/nodes") == {"cn": "admin", "auth": None}
-        path.write_text(path.read_text().replace(str(admin.cert), str(srv.cert)))
+        server_cert = str(tmp_path / "server.crt")
+        path.write_text(path.read_text().replace(str(tmp_path / "admin.crt"), server_cert))
         with Kube(path) as kube, pytest.raises(ApiUnreachable):  # key does not match cert
             kube.get("/api/v1/nodes")
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_bad_kubeconfigs_are_user_errors(tmp_path: Path) -> None:
@@ -246,15 +264,8 @@ def test_requests_in_flight_reuse_their_connections(tmp_path: Path) -> None:
     KEEPALIVE concurrent requests open at most KEEPALIVE connections."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from bench.cluster.local import pki
     from bench.kube import KEEPALIVE
 
-    ca = pki.make_ca(tmp_path, "ca", "test-ca")
-    srv = pki.issue(ca, tmp_path, "server", "server", server=True, client=False,
-                    ips=("127.0.0.1",))
-    admin = pki.issue(ca, tmp_path, "admin", "admin", org="system:masters")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca.cert))
-    ctx.load_cert_chain(str(srv.cert), str(srv.key))
     connections: list[object] = []
 
     class Slow(http.server.BaseHTTPRequestHandler):
@@ -266,28 +277,13 @@ def test_requests_in_flight_reuse_their_connections(tmp_path: Path) -> None:
 
         def do_GET(self) -> None:
             time.sleep(0.2)  # every request of a round is in flight at once
-            body = b"{}"
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            _json_reply(self, {})
 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    server.daemon_threads = True
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        path = tmp_path / "kubeconfig"
-        pki.kubeconfig(path, f"https://127.0.0.1:{server.server_address[1]}", ca.cert, admin,
-                       "admin")
+    with _tls_server(tmp_path, Slow) as path:
         with Kube(path) as kube, ThreadPoolExecutor(KEEPALIVE) as pool:
             for _ in range(2):
                 list(pool.map(lambda _: kube.get("/api/v1/nodes"), range(KEEPALIVE)))
-        assert KEEPALIVE // 2 <= len(connections) <= KEEPALIVE
-    finally:
-        server.shutdown()
-        server.server_close()
+    assert KEEPALIVE // 2 <= len(connections) <= KEEPALIVE
