@@ -66,9 +66,9 @@ def _staging_modules(go: str, pins: Pins, env: dict[str, str], work: Path) -> li
 
 
 def _write_module(work: Path, module: str, requires: list[str], replaces: list[str],
-                  imports: list[str]) -> None:
+                  imports: list[str], go_line: str = "1.25.0") -> None:
     work.mkdir(parents=True, exist_ok=True)
-    lines = [f"module {module}", "", "go 1.25.0", "", "require ("]
+    lines = [f"module {module}", "", f"go {go_line}", "", "require ("]
     lines += [f"\t{r}" for r in requires] + [")", ""]
     if replaces:
         lines += ["replace ("] + [f"\t{r}" for r in replaces] + [")", ""]
