@@ -58,14 +58,24 @@ def build_progress() -> tuple[Progress, Callable[[str, int, int], None]]:
 
 
 @app.command()
-def build(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False) -> None:
+def build(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False,
+          mesh: Annotated[Optional[str], typer.Option(
+              help="Also build a mesh's tools: istio (pilot-discovery, meshclient).")] = None,
+          ) -> None:
     """Build the pinned Kubernetes, agnhost and etcd binaries into the cache."""
     from bench.build import gobuild as b
 
+    if mesh not in (None, "istio"):
+        raise UserError(f"--mesh: unknown mesh {mesh!r} (known: istio)")
     progress, cb = build_progress()
     with progress:
         tools = b.build(cb, force=force)
-    out.print(json.dumps(tools.as_dict(), indent=2))
+        if mesh:
+            from bench.build import meshbuild
+
+            mesh_tools = meshbuild.build_mesh(cb, force=force)
+    shown = tools.as_dict() | ({"mesh": mesh_tools.as_dict()} if mesh else {})
+    out.print(json.dumps(shown, indent=2))
 
 
 @app.command()
