@@ -7,7 +7,9 @@ package main
 //	m.logger.Infof("Received update for Endpoint resource %q: %+v", resourceName, update)
 //
 // The quoted name is the cluster (`outbound|<port>||<host>` from istiod), and `%+v` of the
-// EndpointsUpdate prints every endpoint's `Addr:<ip>:<port>`. A grpclog.LoggerV2 set
+// EndpointsUpdate prints every endpoint's address through resolver.Address.String:
+// `{ResolverEndpoint:{Addresses:[{Addr: "<ip>:<port>", ServerName: "", }] Attributes:{}}
+// HealthStatus:1 Weight:1 ...}` (v1.85.0, as seen against istiod). A grpclog.LoggerV2 set
 // before any gRPC call sees that line one serializer hop after the ADS response was
 // decoded; it stamps it and drops every other info line. Warnings and errors pass on to
 // stderr.
@@ -25,8 +27,9 @@ import (
 const edsMarker = "Received update for Endpoint resource "
 
 var (
-	edsRe  = regexp.MustCompile(`Received update for Endpoint resource "([^"]*)"`)
-	addrRe = regexp.MustCompile(`Addr:(\d+\.\d+\.\d+\.\d+:\d+)`)
+	edsRe    = regexp.MustCompile(`Received update for Endpoint resource "([^"]*)"`)
+	addrRe   = regexp.MustCompile(`Addr: ?"?(\d+\.\d+\.\d+\.\d+:\d+)`)
+	healthRe = regexp.MustCompile(`\} HealthStatus:(\d+) `)
 )
 
 // edsLog forwards warnings and errors to the wrapped logger, keeps verbosity 2 on (the
@@ -51,22 +54,35 @@ func (edsLog) hook(args []any) {
 }
 
 // parseEDS turns one dependency-manager line into an "eds" event (the target is filled
-// in from the cluster name by record).
+// in from the cluster name by record). `addrs` are the endpoints the client will use;
+// those istiod marks UNHEALTHY, DRAINING or TIMEOUT (which grpc-go's cds balancer drops,
+// internal/xds/balancer/cdsbalancer/configbuilder.go) are in `unhealthy`.
 func parseEDS(msg string, t int64) (event, bool) {
 	m := edsRe.FindStringSubmatch(msg)
 	if m == nil {
 		return event{}, false
 	}
-	addrs := []string{}
+	addrs, unhealthy := []string{}, []string{}
 	seen := map[string]bool{}
-	for _, a := range addrRe.FindAllStringSubmatch(msg, -1) {
-		if !seen[a[1]] {
+	for _, ep := range strings.Split(msg, "{ResolverEndpoint:")[1:] {
+		usable := true
+		if h := healthRe.FindStringSubmatch(ep); h != nil && h[1] != "0" && h[1] != "1" {
+			usable = false // 0 UNKNOWN, 1 HEALTHY
+		}
+		for _, a := range addrRe.FindAllStringSubmatch(ep, -1) {
+			if seen[a[1]] {
+				continue
+			}
 			seen[a[1]] = true
-			addrs = append(addrs, a[1])
+			if usable {
+				addrs = append(addrs, a[1])
+			} else {
+				unhealthy = append(unhealthy, a[1])
+			}
 		}
 	}
 	return event{Ev: "eds", HostPort: clusterHostPort(m[1]), TNs: t, Cluster: m[1],
-		Addrs: addrs}, true
+		Addrs: addrs, Unhealthy: unhealthy}, true
 }
 
 // clusterHostPort maps istiod's cluster name `outbound|<port>|<subset>|<host>` to the

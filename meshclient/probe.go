@@ -33,18 +33,20 @@ const (
 // --- events (lbwatch.go and edslog.go record them) -----------------------------------
 
 type event struct {
-	Ev       string
-	HostPort string // the channel's dial target `host:port`; record maps it to the name
-	TNs      int64
-	Addr     string
-	Addrs    []string
-	Cluster  string
+	Ev        string
+	HostPort  string // the channel's dial target `host:port`; record maps it to the name
+	TNs       int64
+	Addr      string
+	Addrs     []string
+	Unhealthy []string
+	Cluster   string
 }
 
 func (e event) report(target string) map[string]any {
 	r := map[string]any{"ev": e.Ev, "target": target, "t_ns": e.TNs}
 	if e.Ev == "eds" {
 		r["addrs"] = e.Addrs
+		r["unhealthy"] = e.Unhealthy
 		r["cluster"] = e.Cluster
 	} else {
 		r["addr"] = e.Addr
