@@ -116,13 +116,19 @@ class ModeRun:
         self.opened.start()
         tag = str(self.store.meta.get("kubernetes_version", "latest"))  # provenance
         image = self.cfg.target_image or workloads.target_image(tag)
+        mesh = getattr(self.provider, "mesh", lambda: None)()  # optional Provider method
         self.lanes = [Lane(api=self.api, namespace=self.ns, service=f"svc{k}", image=image,
                            agents=self.agents, registry=registry, run_id=self.run_id,
                            mode=self.mode, cfg=self.sc, on_trial=self.on_trial,
                            point=self.label, provider=self.provider,
-                           on_proxy_restart=self._proxy_restarting)
+                           on_proxy_restart=self._proxy_restarting, mesh=bool(mesh))
                       for k in range(self.sc.parallel)]
         targets = [{"name": ln.service, "ip": ln.setup(), "port": 80} for ln in self.lanes]
+        if mesh:  # the mesh clients call the same Services through xDS
+            for t in targets:
+                t["mesh"] = {"host": f"{t['name']}.{self.ns}.svc.cluster.local",
+                             "port": workloads.GRPC_PORT}
+            self.extra["mesh"] = mesh["name"]
         for ln in self.lanes:
             ln.wait_base()
         if not self.watch.synced.wait(30):
@@ -141,7 +147,7 @@ class ModeRun:
         self.agents.arm(targets, sc.probe_interval_ms,
                         max_seconds=budget + len(self.todo) * 5 + 60,
                         max_requests=int(budget * 1000 / sc.probe_interval_ms) + 10_000,
-                        idle_interval_ms=sc.probe_idle_interval_ms)
+                        idle_interval_ms=sc.probe_idle_interval_ms, mesh_namespace=self.ns)
         time.sleep(0.5)  # the baseline answers before the first trial starts
 
     def run_lanes(self) -> None:

@@ -66,6 +66,11 @@ class ModeStats:
             out["apiserver_rss_bytes"] = api
         if rss.get("etcd"):
             out["etcd_rss_bytes"] = rss["etcd"]
+        if rss.get("istiod"):
+            out["istiod_rss_bytes"] = rss["istiod"]
+        errors = self.agents.mesh_errors()
+        if errors:
+            out["mesh_client_errors"] = errors
         return out
 
     def _apiserver_rss(self) -> int | None:

@@ -15,17 +15,31 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results.schema import ALL_NODES, CLUSTER, EVENT_DTYPES, HOP_DTYPES, HOPS, Ev, Hop
+from bench.results.schema import (
+    ALL_NODES,
+    CLUSTER,
+    EVENT_DTYPES,
+    HOP_DTYPES,
+    HOPS,
+    PATH_MARKER,
+    Ev,
+    Hop,
+)
 
 # Selection rules, as data (the hops themselves are data in schema.HOPS).
 #: events at either end of a cluster-level hop are observed once, at node CLUSTER
 CLUSTER_EVENTS = frozenset(e for h in HOPS if not h.per_node for e in (h.start, h.end))
 #: the end of a window: the last one seen counts, not the first
-LATEST = frozenset({Ev.LAST_SUCCESS, Ev.FAIL_LAST})
+LATEST = frozenset({Ev.LAST_SUCCESS, Ev.FAIL_LAST, Ev.MESH_LAST, Ev.MESH_FAIL_LAST})
 #: the relevant event is the first one at or after this cluster event (older ones are stale)
 #: (a restart's anchor is the node's own kube-proxy start: its first sync is the full sync)
 ANCHOR = {Ev.PROXY_SYNC: {"add": Ev.SLICE_READY, "remove": Ev.SLICE_UNREADY,
-                          "restart": Ev.PROXY_STARTED}}
+                          "restart": Ev.PROXY_STARTED},
+          # the mesh's control plane handles many slice events: the trial's is the first
+          # at or after the harness saw the slice change, its push the first after that
+          Ev.MESH_SLICE_SEEN: {"add": Ev.SLICE_READY, "remove": Ev.SLICE_UNREADY},
+          Ev.MESH_PUSH: {"add": Ev.MESH_SLICE_SEEN, "remove": Ev.MESH_SLICE_SEEN},
+          Ev.EDS_SENT: {"add": Ev.MESH_PUSH, "remove": Ev.MESH_PUSH}}
 #: ...and among those, the one nearest this node event when there is one: the sync that
 #: wrote the rule ends a few ms after the rule is live, while a sync that merely ended
 #: after the harness saw the slice (it started earlier, or kube-proxy saw the slice later)
@@ -35,9 +49,10 @@ NEAREST = {Ev.PROXY_SYNC: {"add": Ev.RULE_PRESENT, "remove": Ev.RULE_ABSENT}}
 #: restart trial restarts kube-proxy on one node, the others are not part of it
 ONLY_ON = {"restart": Ev.PROXY_KILLED}
 #: a hop between two of these is a window of failures: none seen on a live node means 0 ms
-ABSENT_MEANS_ZERO = frozenset({Ev.FAIL_FIRST, Ev.FAIL_LAST})
+ABSENT_MEANS_ZERO = frozenset({Ev.FAIL_FIRST, Ev.FAIL_LAST, Ev.MESH_FAIL_FIRST,
+                               Ev.MESH_FAIL_LAST})
 #: the hop ending at one of these carries the event's `value` (the failure count)
-CARRIES_VALUE = frozenset({Ev.FAIL_LAST})
+CARRIES_VALUE = frozenset({Ev.FAIL_LAST, Ev.MESH_FAIL_LAST})
 #: bookkeeping events: they say nothing about whether a node's agent observed the trial
 _NOT_OBSERVATIONS = frozenset({Ev.CENSOR, Ev.TRIAL_END})
 _NS_PER_MS = 1e6
@@ -108,12 +123,15 @@ def assemble(events: pd.DataFrame) -> pd.DataFrame:
       except `LATEST` (last_success, fail_last), which close a window, so the latest counts.
       `ANCHOR`: proxy_sync is a sync on the node at or after the trial's slice event (a
       restart's: the node's proxy_started); earlier (periodic or stale) syncs are ignored.
-      No anchor event -> no sync is chosen.
+      No anchor event -> no sync is chosen. The mesh's control-plane events anchor the
+      same way, each on the one before it (slice -> handled -> push -> EDS sent).
       Among those, `NEAREST`: the one closest to the node's rule event when there is one,
       else the first.
     - A missing start or end -> censored, latency NaN, reason "missing <event>", or the
       detail of a `censor` event of that node, else of the trial (CLUSTER), when there is one.
       A censor event never censors a hop whose two events are present.
+    - Hops of another path than kube-proxy's (`Hop.path`) only for trials with the path's
+      `PATH_MARKER` event at node CLUSTER.
     - Negative intervals are kept, flagged "negative", never clamped.
     - resolution_ms = both endpoints' resolution, plus both clock-offset uncertainties when
       the endpoints come from different clocks (on one clock the offset cancels out).
@@ -200,6 +218,9 @@ def _trial_rows(trial: _Trial, nodes: tuple[str, ...]) -> Iterator[dict[str, Any
     for hop in HOPS:
         if hop.direction != trial.key[2]:
             continue
+        marker = PATH_MARKER.get(hop.path)
+        if marker is not None and (CLUSTER, marker) not in trial.points:
+            continue
         if not hop.per_node:
             yield _row(trial, hop, CLUSTER)
             continue
@@ -241,7 +262,7 @@ def _no_failures(trial: _Trial, hop: Hop, node: str) -> bool:
     return (
         {hop.start, hop.end} <= ABSENT_MEANS_ZERO
         and node in trial.observed
-        and not any((node, e) in trial.points for e in ABSENT_MEANS_ZERO)
+        and not any((node, e) in trial.points for e in (hop.start, hop.end))
     )
 
 

@@ -75,6 +75,30 @@ def apply(api: Kube, docs: list[dict[str, Any]]) -> None:
         api.create(collection_path(doc), doc)
 
 
+#: the trial pods' gRPC port on a mesh run: agnhost grpc-health-checking answers there
+#: (its HTTP side moves off netexec's 8080); the Service names it `grpc` with
+#: appProtocol grpc, or istiod sends no routes for it
+GRPC_PORT = 5000
+
+
+def add_grpc(docs: list[dict[str, Any]], image: str) -> None:
+    """Give a trial pod (trial-pod.yaml) the gRPC server a mesh client calls; the pod is
+    Ready only once it serves, so a first RPC is never refused by a server still starting."""
+    pod = docs[0]
+    pod["spec"]["containers"].append({
+        "name": "grpc", "image": image, "imagePullPolicy": "IfNotPresent",
+        "args": ["grpc-health-checking", f"--port={GRPC_PORT}", f"--http-port={GRPC_PORT + 1}"],
+        "ports": [{"containerPort": GRPC_PORT, "name": "grpc"}],
+        "readinessProbe": {"grpc": {"port": GRPC_PORT}, "periodSeconds": 1,
+                           "failureThreshold": 1, "successThreshold": 1}})
+
+
+def add_grpc_port(docs: list[dict[str, Any]]) -> None:
+    """The gRPC port on a trial Service (trial-service.yaml); it adds kube-proxy rules too."""
+    docs[0]["spec"]["ports"].append({"name": "grpc", "port": GRPC_PORT,
+                                     "targetPort": GRPC_PORT, "appProtocol": "grpc"})
+
+
 def target_image(tag: str) -> str:
     return f"{AGNHOST}:{tag}"
 

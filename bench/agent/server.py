@@ -35,6 +35,7 @@ from typing import Any
 
 from bench.agent import summary
 from bench.agent.kpmetrics import SyncPoller
+from bench.agent.meshclient import MeshClient, MeshClientError
 from bench.agent.prober import Prober, Target
 from bench.agent.rules import GEN_POLL_S, RuleWatcher
 
@@ -48,8 +49,10 @@ SYNC_MARGIN_S = 0.05  # focus this much before kube-proxy's earliest next sync
 
 class Agent:
     def __init__(self, node: str, probe_interval_s: float, rules_poll_s: float,
-                 metrics_port: int, idle_interval_s: float = 0.1) -> None:
+                 metrics_port: int, idle_interval_s: float = 0.1,
+                 mesh: MeshClient | None = None) -> None:
         self.node = node
+        self.mesh = mesh  # the mesh's gRPC client, when the agent was given one
         self.lock = threading.Lock()
         self.rule_changes: list[dict[str, Any]] = []
         self.syncs: list[dict[str, Any]] = []
@@ -94,7 +97,19 @@ class Agent:
         chains = self.rules.watch([(t.ip, t.port) for t in targets])
         self.min_sync_s = self.poller.min_sync_period()  # per arming: kube-proxy restarts
         self.poller.active.set()
-        return {"armed": [t.name for t in targets], "rule_chains": chains}
+        mesh = [{"name": t["name"], **t["mesh"]} for t in body.get("targets", [])
+                if t.get("mesh")]
+        armed_mesh: list[str] = []
+        if mesh:
+            if self.mesh is None:
+                raise MeshClientError("targets name a mesh, but this agent was started "
+                                      "without --mesh-client")
+            armed_mesh = self.mesh.arm(
+                str(body.get("mesh_namespace") or "default"), mesh,
+                self.prober.interval_s * 1e3, self.prober.idle_interval_s * 1e3,
+                int(body.get("max_requests", 200_000)), float(body.get("max_seconds", 600)))
+        return {"armed": [t.name for t in targets], "rule_chains": chains,
+                "mesh_armed": armed_mesh}
 
     def focus(self, body: dict[str, Any]) -> dict[str, Any]:
         seconds = float(body.get("seconds", 0))
@@ -102,12 +117,16 @@ class Agent:
         delay = 0.0
         if seconds <= 0:
             self.prober.unfocus(target)
+            if self.mesh is not None:
+                self.mesh.focus(target, 0)
         else:
             if body.get("after_sync") and self.min_sync_s and self.poller.last_sync():
                 # an older view of the last sync only makes the focus start earlier
                 earliest = self.poller.last_sync() + self.min_sync_s - SYNC_MARGIN_S
                 delay = max(0.0, earliest - time.time())
             self.prober.focus(target, min(seconds, 600.0), delay_s=delay)
+            if self.mesh is not None:  # xDS does not wait for kube-proxy's next sync
+                self.mesh.focus(target, min(seconds, 600.0))
             self.rules.hurry()  # rule changes matter from now: ask at the fast rate
             self.poller.wake(delay)  # syncs matter from then: poll at the fast rate
         return {"target": target, "t_ns": time.time_ns(), "delay_s": round(delay, 4),
@@ -122,6 +141,8 @@ class Agent:
 
     def disarm(self) -> dict[str, Any]:
         self.prober.disarm()
+        if self.mesh is not None:
+            self.mesh.disarm()
         self.rules.watch([])
         self.poller.active.clear()
         return {"armed": []}
@@ -144,6 +165,7 @@ class Agent:
             "sync_poll_interval_ns": int(self.poller.interval_s * 1e9),
             "routes": {k: sorted(v) for k, v in self.rules.routes().items()},
             "rule_dumps": dict(self.rules.dumps),
+            **({"mesh": m} if self.mesh is not None and (m := self.mesh.take()) else {}),
         }
 
 
@@ -165,8 +187,17 @@ def _focus(agent: Agent, body: dict[str, Any]) -> Reply:
         return 404, {"error": f"target {body.get('target')!r} is not armed"}, JSON
 
 
+def _arm(agent: Agent, body: dict[str, Any]) -> Reply:
+    try:
+        return 200, agent.arm(body), JSON
+    except MeshClientError as exc:
+        return 502, {"error": f"mesh client: {exc}"}, JSON
+
+
 def _forget(agent: Agent, body: dict[str, Any]) -> Reply:
     agent.prober.forget_pod(str(body["target"]), str(body["pod"]))
+    if agent.mesh is not None and body.get("ip"):  # the mesh client knows pods by IP
+        agent.mesh.forget(str(body["target"]), str(body["ip"]))
     return 200, {"forgot": body["pod"]}, JSON
 
 
@@ -184,7 +215,7 @@ def routes(agent: Agent) -> tuple[dict[str, Callable[[], Reply]],
         "/connect": lambda: (200, agent.prober.connect.snapshot(), JSON),
     }
     post: dict[str, Callable[[dict[str, Any]], Reply]] = {
-        "/arm": lambda body: (200, agent.arm(body), JSON),
+        "/arm": lambda body: _arm(agent, body),
         "/focus": lambda body: _focus(agent, body),
         "/disarm": lambda body: (200, agent.disarm(), JSON),
         "/forget": lambda body: _forget(agent, body),
@@ -258,10 +289,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics-port", type=int, default=10249)
     ap.add_argument("--max-lifetime", type=float, default=6 * 3600,
                     help="exit after this many seconds, whatever happens")
+    ap.add_argument("--mesh-client", default="",
+                    help="the mesh's gRPC client binary (meshclient/), run on demand")
+    ap.add_argument("--mesh-xds", default="", help="HOST:PORT of the mesh's xDS server")
+    ap.add_argument("--node-ip", default=os.environ.get("NODE_IP", ""),
+                    help="this node's address, for the mesh client's node id")
     args = ap.parse_args(argv)
     sys.setswitchinterval(0.0005)  # the rule watcher's thread gets the GIL back quickly
+    mesh = (MeshClient(args.mesh_client, args.mesh_xds, args.node, args.node_ip,
+                       args.max_lifetime) if args.mesh_client else None)
     agent = Agent(args.node, args.probe_interval_ms / 1000, args.rules_poll_ms / 1000,
-                  args.metrics_port, args.idle_interval_ms / 1000)
+                  args.metrics_port, args.idle_interval_ms / 1000, mesh=mesh)
     agent.start()
     host, port = args.listen.rsplit(":", 1)
     server = ThreadingHTTPServer((host, int(port)), make_handler(agent, args.token))
@@ -273,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
         server.serve_forever(poll_interval=0.5)
     finally:
         agent.prober.stop()
+        if agent.mesh is not None:
+            agent.mesh.stop()
         agent.rules.stop()
         agent.poller.stop()
 

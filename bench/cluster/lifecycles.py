@@ -6,7 +6,7 @@ here instead of branching on its name; a new kind of cluster is one more class a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -21,8 +21,9 @@ class Lifecycle(Protocol):
     name: str
 
     def up(self, name: str, nodes: int, mode: str, component_args: list[str], say: Say,
-           build_progress: BuildProgress | None = None) -> Path:
-        """Create the cluster; returns its admin kubeconfig."""
+           build_progress: BuildProgress | None = None, mesh: str = "",
+           component_env: Sequence[str] = ()) -> Path:
+        """Create the cluster (with `mesh`'s control plane); returns its admin kubeconfig."""
         ...
 
     def down(self, name: str, say: Say) -> str:
@@ -36,14 +37,23 @@ class LocalLifecycle:
     name = "local"
 
     def up(self, name: str, nodes: int, mode: str, component_args: list[str], say: Say,
-           build_progress: BuildProgress | None = None) -> Path:
+           build_progress: BuildProgress | None = None, mesh: str = "",
+           component_env: Sequence[str] = ()) -> Path:
         from bench.build.gobuild import require_toolset
         from bench.cluster.local import cluster
-        from bench.cluster.local.spec import ClusterSpec, parse_component_args
+        from bench.cluster.local.spec import (
+            ClusterSpec,
+            parse_component_args,
+            parse_component_env,
+        )
 
         spec = ClusterSpec(name=name, nodes=nodes, proxy_mode=mode,
-                           component_args=parse_component_args(component_args))
+                           component_args=parse_component_args(component_args),
+                           mesh=mesh, component_env=parse_component_env(list(component_env)))
         cluster.validate_new(spec)
+        if mesh:  # built before anything exists, with the same progress bar
+            from bench.build.meshbuild import build_mesh
+            build_mesh(build_progress)
         return cluster.up(spec, say=say, tools=require_toolset(build_progress)).kubeconfig
 
     def down(self, name: str, say: Say) -> str:
@@ -61,13 +71,17 @@ class KindLifecycle:
     name = "kind"
 
     def up(self, name: str, nodes: int, mode: str, component_args: list[str], say: Say,
-           build_progress: BuildProgress | None = None) -> Path:
+           build_progress: BuildProgress | None = None, mesh: str = "",
+           component_env: Sequence[str] = ()) -> Path:
         from bench.cluster import kind
         from bench.cluster.local.spec import check_mode
 
-        if component_args:
-            raise UserError("--component-arg is for the local provider; kind takes its "
-                            "settings from kind-configs/")
+        if mesh:
+            raise UserError("--mesh is for the local provider; on a kind cluster, install "
+                            "istiod yourself and run with --kubeconfig --mesh istio")
+        if component_args or component_env:
+            raise UserError("--component-arg and --component-env are for the local provider; "
+                            "kind takes its settings from kind-configs/")
         return kind.up(check_mode(mode), nodes=nodes, name=name, say=say)
 
     def down(self, name: str, say: Say) -> str:

@@ -103,16 +103,26 @@ class LocalProvider:
         stamps = live.replace_proxies(self.spec, self.tools, mode, [node], between)
         return {"node": node, "mode": mode, **stamps}
 
+    def mesh(self) -> dict[str, str] | None:
+        """The mesh `cluster up --mesh` started: name, xds address, client binary, log
+        (state.json `mesh`); None without one. Optional Provider method."""
+        mesh = live.read_state(self.spec).get("mesh")
+        return dict(mesh) if self.spec.mesh and mesh else None
+
     def start_agents(self, token: str, probe_interval_ms: float) -> list[Transport]:
         self.stop_agents()
         self._stop_orphaned_agents()
         transports: list[Transport] = []
+        mesh = self.mesh()
         for node in self.nodes():
             ns = self.spec.node_ns(node)
             argv = procs.python_module(
                 "bench.agent", "--node", node, "--listen", f"127.0.0.1:{AGENT_PORT}",
                 "--token", token, "--probe-interval-ms", str(probe_interval_ms),
                 "--max-lifetime", str(6 * 3600))
+            if mesh:
+                argv += ["--mesh-client", mesh["client"], "--mesh-xds", mesh["xds"],
+                         "--node-ip", self.spec.node_ip(node)]
             pid = procs.start(argv, self.spec.logs / f"agent-{node}.log", ns,
                               env={"PYTHONPATH": _src_root()})
             self._agent_pids.append(pid)
@@ -172,6 +182,7 @@ class LocalProvider:
             "iptables": _version(["iptables", "--version"]),
             "nft": _version(["nft", "--version"]),
             "kernel": platform.release(), "component_args": self.spec.component_args,
+            "component_env": self.spec.component_env, "mesh": self.spec.mesh,
             "kube_proxy_args": components.kube_proxy(self.spec, self.nodes()[0], self.tools,
                                                      "<mode>")[1:],
             "cluster_up_seconds": state.get("up_seconds"),
@@ -195,7 +206,7 @@ class LocalProvider:
         from /proc of the pids `cluster up` recorded; a component not running is absent."""
         pids = live.read_state(self.spec).get("pids", {})
         out = {}
-        for name in ("etcd", "kube-apiserver"):
+        for name in ("etcd", "kube-apiserver", "istiod"):
             pid = int(pids.get(name, 0))
             mine = pid and procs.alive(pid) and name in procs.cmdline(pid)  # not a reused pid
             rss = procs.rss_bytes(pid) if mine else None

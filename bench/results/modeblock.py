@@ -63,6 +63,9 @@ class ModeBlock(TypedDict, total=False):
     connect_ms: dict[str, Any]           # node -> {bounds_ms, counts}: connect times
     apiserver_rss_bytes: int             # absent when not measured
     etcd_rss_bytes: int                  # absent when etcd is out of reach (kubeconfig)
+    mesh: str                            # the mesh measured beside kube-proxy (--mesh)
+    mesh_client_errors: dict[str, list[str]]  # node -> what its mesh client reported
+    istiod_rss_bytes: int                # the local istiod's, at the mode's end
 
 
 #: per-node agent info that adds up over segments (resolution.agents[node])

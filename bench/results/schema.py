@@ -48,6 +48,18 @@ class Ev:
     CENSOR = "censor"                  # a trial ended without some event (detail = reason)
     TRIAL_END = "trial_end"            # harness closed the trial: all its events are recorded
     CHURN = "churn"                    # background endpoint changes during the trial (value)
+    # the mesh path (M1..M7, docs/design.md §2): same trials, same T1/T2 and R1/R2
+    MESH_PATH = "mesh_path"            # the trial was measured on a mesh too (detail: name)
+    MESH_SLICE_SEEN = "mesh_slice_seen"  # M1 the mesh's control plane handled the slice
+    MESH_PUSH = "mesh_push"            # M2 its push debounce ended for the Service
+    EDS_SENT = "eds_sent"              # M3[n] it sent node n's client the endpoints
+    EDS_RECEIVED = "eds_received"      # M4[n] node n's client received them
+    LB_UPDATE = "lb_update"            # M5[n] its load balancer added / dropped the IP
+    PICKER_READY = "picker_ready"      # M6[n] a picker with the pod's ready subchannel
+    MESH_FIRST = "mesh_first_success"  # M7[n] first RPC the new pod answered
+    MESH_LAST = "mesh_last_success"    # MR7[n] last RPC the removed pod answered
+    MESH_FAIL_FIRST = "mesh_fail_first"  # first failed RPC in the transition window
+    MESH_FAIL_LAST = "mesh_fail_last"    # last failed RPC (value = failure count)
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,7 @@ class Hop:
     end: str
     per_node: bool  # end event is per node (start may be cluster-level)
     label: str      # what a reader sees on a plot
+    path: str = "kube-proxy"  # the discovery path: "kube-proxy" or "mesh" (PATH_MARKER)
 
 
 HOPS: tuple[Hop, ...] = (
@@ -101,10 +114,48 @@ HOPS: tuple[Hop, ...] = (
         "restart: kill → rule present again"),
     Hop("kill_to_traffic", "restart", Ev.PROXY_KILLED, Ev.FIRST_SUCCESS, True,
         "end to end: kube-proxy killed → first answer"),
+    # the mesh path, for the trials of a run with --mesh (timeline.PATH_MARKER)
+    Hop("slice_to_mesh", "add", Ev.SLICE_READY, Ev.MESH_SLICE_SEEN, False,
+        "mesh control plane: slice → handled", "mesh"),
+    Hop("mesh_debounce", "add", Ev.MESH_SLICE_SEEN, Ev.MESH_PUSH, False,
+        "mesh control plane: handled → push (debounce)", "mesh"),
+    Hop("slice_to_push", "add", Ev.SLICE_READY, Ev.EDS_SENT, True,
+        "mesh: slice → EDS sent", "mesh"),
+    Hop("push_to_eds", "add", Ev.EDS_SENT, Ev.EDS_RECEIVED, True,
+        "xDS: EDS sent → received", "mesh"),
+    Hop("eds_to_lb", "add", Ev.EDS_RECEIVED, Ev.LB_UPDATE, True,
+        "gRPC client: EDS → balancer has the pod", "mesh"),
+    Hop("lb_to_picker", "add", Ev.LB_UPDATE, Ev.PICKER_READY, True,
+        "gRPC client: balancer → connected picker", "mesh"),
+    Hop("eds_to_mesh_traffic", "add", Ev.EDS_RECEIVED, Ev.MESH_FIRST, True,
+        "gRPC client: EDS → first RPC answered", "mesh"),
+    Hop("ready_to_mesh_traffic", "add", Ev.POD_READY, Ev.MESH_FIRST, True,
+        "mesh end to end: Ready → first RPC answered", "mesh"),
+    Hop("slice_to_mesh", "remove", Ev.SLICE_UNREADY, Ev.MESH_SLICE_SEEN, False,
+        "mesh control plane: slice → handled", "mesh"),
+    Hop("mesh_debounce", "remove", Ev.MESH_SLICE_SEEN, Ev.MESH_PUSH, False,
+        "mesh control plane: handled → push (debounce)", "mesh"),
+    Hop("slice_to_push", "remove", Ev.SLICE_UNREADY, Ev.EDS_SENT, True,
+        "mesh: slice → EDS sent", "mesh"),
+    Hop("push_to_eds", "remove", Ev.EDS_SENT, Ev.EDS_RECEIVED, True,
+        "xDS: EDS sent → received", "mesh"),
+    Hop("eds_to_lb", "remove", Ev.EDS_RECEIVED, Ev.LB_UPDATE, True,
+        "gRPC client: EDS → balancer dropped the pod", "mesh"),
+    Hop("unready_to_lb_gone", "remove", Ev.POD_UNREADY, Ev.LB_UPDATE, True,
+        "mesh end to end: unready → balancer dropped the pod", "mesh"),
+    Hop("unready_to_mesh_last", "remove", Ev.POD_UNREADY, Ev.MESH_LAST, True,
+        "unready → last RPC answered by the pod", "mesh"),
+    Hop("mesh_blackhole", "remove", Ev.MESH_FAIL_FIRST, Ev.MESH_FAIL_LAST, True,
+        "mesh failure window: first → last failed RPC", "mesh"),
 )
 
 END_TO_END = {"add": "ready_to_traffic", "remove": "unready_to_rule_gone",
               "restart": "kill_to_traffic"}
+#: the mesh path's end-to-end hops, compared with END_TO_END's on the same trials
+MESH_END_TO_END = {"add": "ready_to_mesh_traffic", "remove": "unready_to_lb_gone"}
+#: a hop of a path other than kube-proxy's is derived only for the trials carrying its
+#: marker event (a run without a mesh has no mesh rows, not censored ones)
+PATH_MARKER = {"mesh": Ev.MESH_PATH}
 #: directions whose trial brings the pod's IP into the node's rules (rule_present,
 #: first_success); the others take it out (rule_absent, last_success)
 ADDING = frozenset({"add", "restart"})

@@ -74,7 +74,9 @@ class Lane:
                  agents: AgentStore, registry: Registry, run_id: str, mode: str,
                  cfg: ScenarioConfig, on_trial: TrialDone, point: str = "",
                  provider: Any = None,
-                 on_proxy_restart: Callable[[str], None] | None = None) -> None:
+                 on_proxy_restart: Callable[[str], None] | None = None,
+                 mesh: bool = False) -> None:
+        self.mesh = mesh  # the pods serve gRPC too, and the agents' mesh clients call them
         self.on_proxy_restart = on_proxy_restart  # before kube-proxy restarts on a node
         self.provider = provider  # for scenarios that act on the cluster's nodes (proxy-restart)
         self.pods = f"/api/v1/namespaces/{namespace}/pods"
@@ -106,8 +108,11 @@ class Lane:
 
     # --- setup ---------------------------------------------------------------------------
     def setup(self) -> str:
-        workloads.apply(self.api, workloads.render(
-            "trial-service.yaml", SERVICE=self.service, NAMESPACE=self.namespace))
+        docs = workloads.render("trial-service.yaml", SERVICE=self.service,
+                                NAMESPACE=self.namespace)
+        if self.mesh:
+            workloads.add_grpc_port(docs)
+        workloads.apply(self.api, docs)
         self.create_pod(f"{self.service}-base", "base")
         svc = self.api.get(f"/api/v1/namespaces/{self.namespace}/services/{self.service}")
         self.cluster_ip = str(((svc or {}).get("spec") or {}).get("clusterIP") or "")
@@ -154,6 +159,8 @@ class Lane:
                                 SERVICE=self.service, ROLE=role, IMAGE=self.image)
         if gated:  # Ready also needs this condition, which the harness sets and clears
             docs[0]["spec"]["readinessGates"] = [{"conditionType": GATE}]
+        if self.mesh:
+            workloads.add_grpc(docs, self.image)
         workloads.apply(self.api, docs)
 
     def read_pod(self, pod: str) -> dict[str, Any]:
@@ -198,7 +205,9 @@ class Lane:
                 self.focus(True)
             ip = ip or self.pod_ip(pod)
             missing = [n for n in nodes
-                       if self.agents.first_answer(n, self.service, pod) is None]
+                       if self.agents.first_answer(n, self.service, pod) is None
+                       or (self.mesh and ip
+                           and self.agents.mesh_first_answer(n, self.service, ip) is None)]
             if ip and not missing:
                 answered = True
                 self.focus(False)
@@ -234,7 +243,9 @@ class Lane:
                     reason = why
                     break
             for n in nodes:
-                if n not in gone_at and self.agents.rule_change(n, ip, False, t0) is not None:
+                if n not in gone_at and self.agents.rule_change(n, ip, False, t0) is not None \
+                        and (not self.mesh
+                             or self.agents.mesh_dropped(n, self.service, ip, t0) is not None):
                     gone_at[n] = time.time_ns()
             if len(gone_at) == len(nodes):
                 self.focus(False)  # no new connection can reach the pod any more

@@ -73,7 +73,7 @@ class ProxyRestart:
 
         def between() -> None:  # the rules are gone: the next answer is a first answer
             time.sleep(SETTLE_S)
-            lane.agents.forget(lane.service, cycle.pod)
+            lane.agents.forget(lane.service, cycle.pod, cycle.ip)
 
         if lane.on_proxy_restart is not None:  # its counters begin again: bank them
             lane.on_proxy_restart(node)

@@ -40,7 +40,7 @@ class RoundTrip:
         t0 = time.time_ns()
         what, abort = self.take_away(cycle)
         cycle.keep(rm, lane.wait_remove(rm, cycle.pod, cycle.ip, t0, what, abort))
-        lane.agents.forget(lane.service, cycle.pod)  # the next answer is a first answer again
+        lane.agents.forget(lane.service, cycle.pod, cycle.ip)  # next answer: a first again
         time.sleep(lane.cfg.spacing_s)
         cycle.expect(back)
         t1, what = self.bring_back(cycle, t0)

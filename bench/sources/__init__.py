@@ -5,4 +5,4 @@ Each source module registers itself by name (bench.sources.registry); the import
 register the built-in ones, in the order the runner opens them.
 """
 
-from bench.sources import agents, apiwatch, audit, churn  # noqa: F401 - register, in this order
+from bench.sources import agents, apiwatch, audit, churn, istiod  # noqa: F401 - in this order

@@ -218,7 +218,7 @@ def _emit_events(ctx: _Ctx, times: dict[str, np.ndarray], out: _Table) -> None:
 
 def _emit_hops(ctx: _Ctx, times: dict[str, np.ndarray], out: _Table) -> None:
     for hop in HOPS:
-        if hop.direction != ctx.direction:
+        if hop.direction != ctx.direction or hop.path != "kube-proxy":  # no mesh here
             continue
         start, end = times[hop.start], times[hop.end]
         res = _resolution(hop.start) + _resolution(hop.end)

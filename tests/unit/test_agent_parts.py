@@ -205,7 +205,7 @@ def test_store_sums_errors_and_forgets_on_both_sides() -> None:
         n2.down = False
         store.forget("svc0", "a")
         assert store.first_answer("n1", "svc0", "a") is None
-        assert ("POST", "/forget", {"target": "svc0", "pod": "a"}) in n1.calls
+        assert ("POST", "/forget", {"target": "svc0", "pod": "a", "ip": ""}) in n1.calls
     finally:
         store.stop()
     assert store.errors == {"n1": 0, "n2": 2}  # one focus, one collect

@@ -23,6 +23,7 @@ class FakeProber:
 
 class FakeAgent:
     node = "n7"
+    mesh = None
 
     def __init__(self) -> None:
         self.prober = FakeProber()

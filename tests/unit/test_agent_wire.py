@@ -109,9 +109,12 @@ def _keys(td: Any) -> set[str]:
 def _check(td: Any, value: dict[str, Any], where: str) -> None:
     """Every key of `value` is declared by `td` and every declared key is there; nested
     TypedDicts (directly, in a list, or as a dict's values) are checked the same way."""
-    assert set(value) == _keys(td), f"{where}: sent {sorted(value)}, typed {sorted(_keys(td))}"
+    required = set(td.__required_keys__)
+    assert required <= set(value) <= _keys(td), (
+        f"{where}: sent {sorted(value)}, typed {sorted(_keys(td))} (required {sorted(required)})")
     for key, hint in get_type_hints(td).items():
-        _check_value(hint, value[key], f"{where}.{key}")
+        if key in value:
+            _check_value(hint, value[key], f"{where}.{key}")
 
 
 def _check_value(hint: Any, value: Any, where: str) -> None:

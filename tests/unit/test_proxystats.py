@@ -192,6 +192,9 @@ class _Agents:
     def kube_proxy_metrics(self) -> dict[str, str]:
         return dict(self.now)
 
+    def mesh_errors(self) -> dict[str, list[str]]:
+        return {}
+
     def connect_histograms(self) -> dict[str, dict[str, object]]:
         return {}
 

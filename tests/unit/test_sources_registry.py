@@ -44,7 +44,7 @@ def _ctx(provider: FakeProvider) -> registry.SourceContext:
 
 
 def test_built_in_sources_open_in_order_and_audit_only_with_a_log(tmp_path: Path) -> None:
-    assert registry.names() == ("agents", "api-watch", "audit", "churn")
+    assert registry.names() == ("agents", "api-watch", "audit", "churn", "istiod")
     p = FakeProvider(None)
     opened = registry.open_all(_ctx(p))
     assert list(opened.by_name) == ["agents", "api-watch"]

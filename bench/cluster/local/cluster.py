@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -193,6 +194,9 @@ def up(spec: ClusterSpec, say: Say = print, tools: Toolset | None = None) -> Clu
         counts = teardown.teardown(spec)
         say(f"cleaned what an earlier run of {spec.name!r} left: {counts}")
     tools = tools or require_toolset()
+    if spec.mesh:  # its build (minutes, once) before anything of the cluster exists
+        from bench.build.meshbuild import build_mesh
+        build_mesh()
     spec = replace(spec, api_port=spec.api_port or _free_port())
     try:
         _up(spec, tools, say, clock)
@@ -232,9 +236,11 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
     say(f"[{clock()}s] certificates, namespaces and cgroups ready")
     pids: dict[str, int] = {}
 
-    def start(key: str, argv: list[str], ns: str | None) -> None:
-        pids[key] = procs.start(argv, spec.logs / f"{key}.log", ns)
+    def start(key: str, argv: list[str], ns: str | None,
+              env: dict[str, str] | None = None) -> int:
+        pids[key] = procs.start(argv, spec.logs / f"{key}.log", ns, env=env)
         _write_state(spec, pids=pids)
+        return pids[key]
 
     start("etcd", comp.etcd(spec, tools), spec.cp_ns)
     start("kube-apiserver", comp.apiserver(spec, tools), spec.cp_ns)
@@ -278,8 +284,28 @@ def _up(spec: ClusterSpec, tools: Toolset, say: Say, clock: Timer) -> None:
         for node in spec.node_names():
             wait_for(f"kube-proxy sync on {node}", functools.partial(proxy_synced, spec, node),
                      60, f"{spec.logs}/kube-proxy-{node}.log")
+        if spec.mesh:
+            _start_mesh(spec, api, start, say, clock)
     (spec.state_dir / "spec.json").write_text(spec.to_json())
     _write_state(spec, status="up", up_seconds=clock(), node_cidrs=cidrs)
+
+
+def _start_mesh(spec: ClusterSpec, api: Kube, start: Callable[..., int], say: Say,
+                clock: Timer) -> None:
+    """The mesh's control plane in the control-plane namespace, and where the node agents
+    find its client and discovery server (state.json `mesh`; the run path reads it there,
+    never the build)."""
+    from bench.build.meshbuild import require_mesh
+    from bench.mesh import registry as meshes
+
+    local = meshes.local_module(spec.mesh)
+    kept = spec.state_dir.parent / f".{spec.name}-failed-logs" / local.log_path(spec).name
+    local.start(spec, api, start, log_hint=kept)
+    tools = require_mesh()
+    _write_state(spec, mesh={"name": spec.mesh, "xds": local.xds_address(spec),
+                             "client": str(tools.path(meshes.get(spec.mesh).client)),
+                             "log": str(local.log_path(spec))})
+    say(f"[{clock()}s] {spec.mesh} control plane ready")
 
 
 def grant_kubelet_api(api: Kube) -> bool:
@@ -320,7 +346,9 @@ def _all_ready(api: Kube, n: int) -> bool:
 
 
 def ensure(name: str, nodes: int, mode: str, component_args: dict[str, list[str]],
-           say: Say = print) -> tuple[ClusterSpec, bool]:
+           say: Say = print, mesh: str = "",
+           component_env: dict[str, dict[str, str]] | None = None
+           ) -> tuple[ClusterSpec, bool]:
     """The cluster a run measures, and whether this call created it (the run then owns it
     and removes it after). A healthy cluster of that name is reused; one is brought up
     where nothing of that name exists. Anything in between (a dead daemon, a bring-up in
@@ -331,7 +359,13 @@ def ensure(name: str, nodes: int, mode: str, component_args: dict[str, list[str]
     if cond.state == "up":
         spec = ClusterSpec.load(name)
         say(f"using running local cluster {name!r} ({spec.nodes} nodes)")
+        if mesh and spec.mesh != mesh:
+            raise UserError(f"cluster {name!r} runs " + (f"mesh {spec.mesh!r}" if spec.mesh
+                            else "no mesh") + f", not {mesh!r}: `hopbench cluster down "
+                            f"--name {name}` then `hopbench cluster up --name {name} "
+                            f"--mesh {mesh}`, or pick another --cluster")
         return spec, False
     spec = up(ClusterSpec(name=name, nodes=nodes, proxy_mode=mode,
-                          component_args=component_args), say=say)
+                          component_args=component_args, mesh=mesh,
+                          component_env=component_env or {}), say=say)
     return spec, True

@@ -167,7 +167,7 @@ def first_syncs(spec: ClusterSpec, nodes: list[str]) -> dict[str, tuple[float, b
 
 
 def start_proxies(spec: ClusterSpec, tools: Toolset, mode: str,
-                  start: Callable[[str, list[str], str | None], None],
+                  start: Callable[[str, list[str], str | None], object],
                   nodes: list[str] | None = None) -> None:
     for node in spec.node_names() if nodes is None else nodes:
         start(f"kube-proxy-{node}", comp.kube_proxy(spec, node, tools, mode), spec.node_ns(node))

@@ -12,11 +12,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.mesh import registry as meshes
 from bench.paths import run_root, state_root
 
 PROXY_MODES = ("iptables", "nftables", "ipvs")
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-              "kubelet", "kube-proxy")
+              "kubelet", "kube-proxy", "istiod")
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 
 NODE_NET = "10.88.0"          # fabric bridge .1, control plane .2, node k at .(10+k)
@@ -41,6 +42,21 @@ def parse_component_args(raw: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def parse_component_env(raw: list[str]) -> dict[str, dict[str, str]]:
+    """`COMPONENT:NAME=VALUE` strings into {component: {NAME: VALUE}}, validated."""
+    out: dict[str, dict[str, str]] = {}
+    for item in raw:
+        comp, sep, pair = item.partition(":")
+        name, eq, value = pair.partition("=")
+        if not sep or not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UserError(f"--component-env {item!r}: expected COMPONENT:NAME=VALUE")
+        if comp not in COMPONENTS:
+            raise UserError(f"--component-env {item!r}: unknown component {comp!r} "
+                            f"(known: {', '.join(COMPONENTS)})")
+        out.setdefault(comp, {})[name] = value
+    return out
+
+
 def check_mode(mode: str) -> str:
     if mode not in PROXY_MODES:
         raise UserError(f"unknown proxy mode {mode!r} (choose from {', '.join(PROXY_MODES)})")
@@ -54,6 +70,8 @@ class ClusterSpec:
     proxy_mode: str = "iptables"
     component_args: dict[str, list[str]] = field(default_factory=dict)
     api_port: int = 0  # root-namespace forwarder port on 127.0.0.1; 0 = chosen at up
+    mesh: str = ""  # "" or a bench.mesh name: its control plane runs in the cp namespace
+    component_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not NAME_RE.match(self.name):
@@ -62,7 +80,8 @@ class ClusterSpec:
         if not 1 <= self.nodes <= MAX_NODES:
             raise UserError(f"--nodes {self.nodes}: choose 1 to {MAX_NODES}")
         check_mode(self.proxy_mode)
-        for comp in self.component_args:
+        meshes.check(self.mesh)
+        for comp in (*self.component_args, *self.component_env):
             if comp not in COMPONENTS:
                 raise UserError(f"unknown component {comp!r}")
 

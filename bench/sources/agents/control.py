@@ -32,12 +32,15 @@ class AgentControl:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def arm(self, targets: list[dict[str, Any]], interval_ms: float, max_seconds: float,
-            max_requests: int, idle_interval_ms: float = 100.0) -> None:
+            max_requests: int, idle_interval_ms: float = 100.0,
+            mesh_namespace: str = "") -> None:
+        """Targets with a `mesh` entry ({host, port}) are probed by the mesh client too."""
         for t in self.transports:
             t.request("POST", "/arm", {"targets": targets, "interval_ms": interval_ms,
                                        "idle_interval_ms": idle_interval_ms,
                                        "max_seconds": max_seconds,
-                                       "max_requests": max_requests},
+                                       "max_requests": max_requests,
+                                       "mesh_namespace": mesh_namespace},
                       timeout=ARM_TIMEOUT_S)
 
     def focus(self, target: str, seconds: float, after_sync: bool = False) -> None:
@@ -56,10 +59,10 @@ class AgentControl:
         for f in [self._pool.submit(one, t) for t in self.transports]:
             f.result()
 
-    def forget(self, target: str, pod: str) -> None:
-        """Every agent drops what it knows of a pod's answers."""
+    def forget(self, target: str, pod: str, ip: str = "") -> None:
+        """Every agent drops what it knows of a pod's answers (the mesh client's by IP)."""
         for t in self.transports:
-            t.request("POST", "/forget", {"target": target, "pod": pod})
+            t.request("POST", "/forget", {"target": target, "pod": pod, "ip": ip})
 
     def disarm(self) -> None:
         for t in self.transports:

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.results.schema import ADDING, Ev, EventRow
 from bench.sources.agents.nodelog import NodeLog
-from bench.sources.agents.wire import FailRunReport
+from bench.sources.agents.wire import FailRunReport, MeshStamp
 from bench.sources.base import TrialRef, row
 
 SYNC_RESOLUTION_NS = 1_000_000  # kube-proxy's sync timestamp (a float of seconds)
@@ -76,7 +76,7 @@ def trial_events(logs: Mapping[str, NodeLog], ask: Ask) -> list[EventRow]:
 
 
 def node_events(v: NodeView) -> list[EventRow]:
-    return [*sync_rows(v), *rule_rows(v), *answer_rows(v), *fail_rows(v)]
+    return [*sync_rows(v), *rule_rows(v), *answer_rows(v), *fail_rows(v), *mesh_rows(v)]
 
 
 def sync_rows(v: NodeView) -> list[EventRow]:
@@ -115,10 +115,14 @@ def answer_rows(v: NodeView) -> list[EventRow]:
                   value=seen["count"])]
 
 
-def runs_in_window(v: NodeView) -> list[FailRunReport]:
-    """The failure runs on the target that began in the window, the open one last."""
-    runs = [r for r in v.log.fail_runs.get(v.ask.target, []) if v.inside(r["first_ns"])]
-    if (o := v.log.open_fail.get(v.ask.target)) and v.inside(o["first_ns"]):
+def runs_in_window(v: NodeView, closed: Mapping[str, list[FailRunReport]] | None = None,
+                   open_: Mapping[str, FailRunReport] | None = None) -> list[FailRunReport]:
+    """The failure runs on the target that began in the window, the open one last (the
+    prober's, or those given: the mesh client's)."""
+    closed = v.log.fail_runs if closed is None else closed
+    open_ = v.log.open_fail if open_ is None else open_
+    runs = [r for r in closed.get(v.ask.target, []) if v.inside(r["first_ns"])]
+    if (o := open_.get(v.ask.target)) and v.inside(o["first_ns"]):
         runs.append(o)
     return runs
 
@@ -144,15 +148,64 @@ def merge_runs(runs: list[FailRunReport]) -> FailWindow:
                       count=sum(r["count"] for r in runs), reasons=reasons, runs=len(runs))
 
 
-def fail_rows(v: NodeView) -> list[EventRow]:
+def fail_rows(v: NodeView, runs: list[FailRunReport] | None = None,
+              events: tuple[str, str] = (Ev.FAIL_FIRST, Ev.FAIL_LAST),
+              source: str = "agent-prober") -> list[EventRow]:
     """FAIL_FIRST and FAIL_LAST bound the failed requests (the black-hole window)."""
-    runs = runs_in_window(v)
+    runs = runs_in_window(v) if runs is None else runs
     if not runs:
         return []
     w = merge_runs(runs)
-    return [v.row(Ev.FAIL_FIRST, w.first["first_ns"], source="agent-prober",
+    first, last = events
+    return [v.row(first, w.first["first_ns"], source=source,
                   resolution_ns=w.first.get("first_gap_ns") or v.probe_resolution_ns,
                   value=w.count, detail={"reasons": w.reasons}),
-            v.row(Ev.FAIL_LAST, w.last["last_ns"], source="agent-prober",
+            v.row(last, w.last["last_ns"], source=source,
                   resolution_ns=w.last.get("last_gap_ns") or v.probe_resolution_ns,
                   value=w.count, detail={"runs": w.runs})]
+
+
+MESH_SOURCE = "agent-meshclient"
+MESH_STAMP_RESOLUTION_NS = 1_000  # the Go client's time.Now() at the callback
+
+
+def _has_ip(addrs: list[str], ip: str) -> bool:
+    return any(a.rsplit(":", 1)[0] == ip for a in addrs)
+
+
+def mesh_rows(v: NodeView) -> list[EventRow]:
+    """The mesh client's view of the trial's pod, by its IP (M4..M7 and failed RPCs):
+    the first EDS update in the window that lists the IP (add) or no longer does
+    (removal), the balancer's first change for it, the first picker with its connection
+    (add), the first (last) answered RPC, and the failed RPCs' window."""
+    m, ip, target, adding = v.log.mesh, v.ask.ip, v.ask.target, v.ask.adding
+    if not ip or (not m.stamps and not m.pods):
+        return []
+    out: list[EventRow] = []
+    mine = [s for s in m.stamps if s.get("target") == target and v.inside(s.get("t_ns", 0))]
+
+    def match(event: str, s: MeshStamp) -> bool:
+        if event == Ev.EDS_RECEIVED:
+            return s.get("ev") == "eds" and _has_ip(s.get("addrs") or [], ip) == adding
+        if event == Ev.LB_UPDATE:
+            return s.get("ev") == ("lb_add" if adding else "lb_remove") and s.get("addr") == ip
+        return adding and s.get("ev") == "picker_ready" and s.get("addr") == ip
+
+    for event in (Ev.EDS_RECEIVED, Ev.LB_UPDATE, Ev.PICKER_READY):
+        hit = next((s for s in mine if match(event, s)), None)
+        if hit is not None:
+            out.append(v.row(event, hit["t_ns"], source=MESH_SOURCE,
+                             resolution_ns=MESH_STAMP_RESOLUTION_NS,
+                             detail={"stamp": hit.get("ev")}))
+    seen = m.pods.get(target, {}).get(ip)
+    if seen and adding and v.inside(seen["first_ns"]):
+        out.append(v.row(Ev.MESH_FIRST, seen["first_ns"], source=MESH_SOURCE,
+                         resolution_ns=seen.get("first_gap_ns") or v.probe_resolution_ns,
+                         value=seen["count"]))
+    elif seen and not adding:
+        out.append(v.row(Ev.MESH_LAST, seen["last_ns"], source=MESH_SOURCE,
+                         resolution_ns=seen.get("last_gap_ns") or v.probe_resolution_ns,
+                         value=seen["count"]))
+    runs = runs_in_window(v, m.fail_runs, m.open_fail)
+    out += fail_rows(v, runs, (Ev.MESH_FAIL_FIRST, Ev.MESH_FAIL_LAST), MESH_SOURCE)
+    return out

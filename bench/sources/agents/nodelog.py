@@ -13,6 +13,7 @@ from bench.sources.agents.wire import (
     AgentInfo,
     CollectReply,
     FailRunReport,
+    MeshStamp,
     PodSeen,
     RuleChange,
     SyncStamp,
@@ -33,6 +34,19 @@ class NodeLog:
     open_fail: dict[str, FailRunReport] = field(default_factory=dict)
     info: AgentInfo = field(default_factory=lambda: AgentInfo())
     cpu: list[tuple[float, float]] = field(default_factory=list)  # (wall_s, cpu_s)
+    mesh: MeshLog = field(default_factory=lambda: MeshLog())
+
+
+@dataclass
+class MeshLog:
+    """What the node's mesh client reported: answers by pod IP, its xDS/LB stamps."""
+
+    pods: dict[str, dict[str, PodSeen]] = field(default_factory=dict)  # target -> IP ->
+    fail_runs: dict[str, list[FailRunReport]] = field(default_factory=dict)
+    open_fail: dict[str, FailRunReport] = field(default_factory=dict)
+    stamps: list[MeshStamp] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    requests: int = 0
 
 
 def absorb(log: NodeLog, reply: CollectReply) -> None:
@@ -47,8 +61,20 @@ def absorb(log: NodeLog, reply: CollectReply) -> None:
     log.open_fail = probe["open_fail"]
     log.info = agent_info(reply)
     log.cpu.append((reply["wall_s"], reply["cpu_s"]))
+    if (mesh := reply.get("mesh")) is not None:
+        m = log.mesh
+        for target, changed in (mesh.get("pods") or {}).items():
+            m.pods.setdefault(target, {}).update(changed)
+        for target, runs in (mesh.get("fail_runs") or {}).items():
+            m.fail_runs.setdefault(target, []).extend(runs)
+        m.open_fail = dict(mesh.get("open_fail") or {})
+        m.stamps.extend(mesh.get("events") or [])
+        m.errors.extend(mesh.get("errors") or [])
+        m.requests = int(mesh.get("requests") or m.requests)
 
 
-def forget(log: NodeLog, target: str, pod: str) -> None:
+def forget(log: NodeLog, target: str, pod: str, ip: str = "") -> None:
     """Drop a pod's answers: its next answer is a first answer again (restarts)."""
     log.pods.get(target, {}).pop(pod, None)
+    if ip:
+        log.mesh.pods.get(target, {}).pop(ip, None)

@@ -56,3 +56,20 @@ def cpu_fraction(log: NodeLog) -> float:
     if len(cpu) < 2 or cpu[-1][0] <= cpu[0][0]:
         return float("nan")
     return (cpu[-1][1] - cpu[0][1]) / (cpu[-1][0] - cpu[0][0])
+
+
+def mesh_first_answer(log: NodeLog, target: str, ip: str) -> int | None:
+    """The mesh client's first answer from the pod at `ip` (node clock), if any."""
+    seen = log.mesh.pods.get(target, {}).get(ip)
+    return seen["first_ns"] if seen else None
+
+
+def mesh_dropped(log: NodeLog, target: str, ip: str, since_ns: int) -> int | None:
+    """When the mesh client's load balancer dropped `ip` (lb_remove), at or after
+    `since_ns` (harness clock); None until it has."""
+    off = log.offset.offset_ns
+    for s in log.mesh.stamps:
+        if (s.get("ev") == "lb_remove" and s.get("target") == target
+                and s.get("addr") == ip and s.get("t_ns", 0) + off >= since_ns):
+            return int(s["t_ns"])
+    return None

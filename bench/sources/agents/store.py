@@ -48,20 +48,22 @@ class AgentStore:
 
     # --- control -----------------------------------------------------------------------
     def arm(self, targets: list[dict[str, Any]], interval_ms: float, max_seconds: float,
-            max_requests: int, idle_interval_ms: float = 100.0) -> None:
-        self.control.arm(targets, interval_ms, max_seconds, max_requests, idle_interval_ms)
+            max_requests: int, idle_interval_ms: float = 100.0,
+            mesh_namespace: str = "") -> None:
+        self.control.arm(targets, interval_ms, max_seconds, max_requests, idle_interval_ms,
+                         mesh_namespace)
 
     def focus(self, target: str, seconds: float, after_sync: bool = False) -> None:
         """See AgentControl.focus; the collector follows at its fast rate meanwhile."""
         self.control.focus(target, seconds, after_sync)
         self.collector.focused(target, seconds > 0)
 
-    def forget(self, target: str, pod: str) -> None:
+    def forget(self, target: str, pod: str, ip: str = "") -> None:
         """Drop what every agent (and this store) knows of a pod's answers."""
-        self.control.forget(target, pod)
+        self.control.forget(target, pod, ip)
         with self._lock:
             for log in self.nodes.values():
-                nodelog.forget(log, target, pod)
+                nodelog.forget(log, target, pod, ip)
 
     def disarm(self) -> None:
         self.control.disarm()
@@ -94,6 +96,14 @@ class AgentStore:
         with self._lock:
             return queries.synced_after(self.nodes[node], ip, present, since_ns)
 
+    def mesh_first_answer(self, node: str, target: str, ip: str) -> int | None:
+        with self._lock:
+            return queries.mesh_first_answer(self.nodes[node], target, ip)
+
+    def mesh_dropped(self, node: str, target: str, ip: str, since_ns: int) -> int | None:
+        with self._lock:
+            return queries.mesh_dropped(self.nodes[node], target, ip, since_ns)
+
     def cpu_fraction(self, node: str) -> float:
         with self._lock:
             return queries.cpu_fraction(self.nodes[node])
@@ -111,6 +121,11 @@ class AgentStore:
             return {n: {**log.info, "clock_offset_ns": log.offset.offset_ns,
                         "clock_uncertainty_ns": log.offset.uncertainty_ns}
                     for n, log in self.nodes.items()}
+
+    def mesh_errors(self) -> dict[str, list[str]]:
+        """What each node's mesh client reported going wrong (a node without any: absent)."""
+        with self._lock:
+            return {n: list(log.mesh.errors) for n, log in self.nodes.items() if log.mesh.errors}
 
     def events_for(self, ref: TrialRef, batch: list[EventRow]) -> list[EventRow]:
         return []  # a trial's rows come from trial_events, when the lane ends the trial

@@ -71,7 +71,34 @@ class ProbeReport(TypedDict):
     focused_s: float                             # wall seconds with some target focused
 
 
-class CollectReply(TypedDict):
+class MeshStamp(TypedDict, total=False):
+    """One stamp of the mesh client's own (xDS and load-balancer updates)."""
+
+    ev: str            # eds | lb_add | lb_remove | subconn_ready | picker_ready
+    target: str
+    t_ns: int          # node clock
+    addr: str          # the endpoint's IP (lb_*, subconn_ready, picker_ready)
+    addrs: list[str]   # every "ip:port" of the update (eds)
+
+
+class MeshReport(TypedDict, total=False):
+    """GET /collect `mesh`: the mesh client's take (bench/agent/meshclient.py), answers
+    keyed by pod IP, not name (gRPC's peer address is what the client knows)."""
+
+    pods: dict[str, dict[str, PodSeen]]        # target -> pod IP -> answers (changes)
+    fail_runs: dict[str, list[FailRunReport]]  # reasons: gRPC status code names
+    open_fail: dict[str, FailRunReport]
+    events: list[MeshStamp]                     # drained
+    requests: int
+    focused_s: float
+    errors: list[str]                           # the client died or did not answer
+
+
+class _CollectOptional(TypedDict, total=False):
+    mesh: MeshReport  # only from an agent that runs a mesh client
+
+
+class CollectReply(_CollectOptional):
     """GET /collect: the state changes since the last collect, and the agent's settings."""
 
     node: str

@@ -1,0 +1,1 @@
+"""Istio as hopbench's mesh: istiod (pilot-discovery) and proxyless gRPC clients."""

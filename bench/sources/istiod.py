@@ -1,0 +1,123 @@
+"""The mesh's control plane, istiod, from its log: when it handled the trial's slice
+(M1), when its debounce let the push go (M2), when it sent each node's client the
+endpoints (M3[n]).
+
+The log is read after each trial (like the audit log), from the size it had when the
+mode began. For a trial, against the harness's slice stamp T2 (R2 for a removal):
+- M1 is the first `Handle EDS endpoint` line of the Service at or after T2 - SLACK: istiod
+  watches the API server too and may hear of the slice a little before the harness does
+  (a negative hop then shows it); the Service's previous slice event is a whole pod start
+  or more before it;
+- M2 is the first debounce end at or after M1;
+- M3[n] is the first EDS push to node n's client of the Service at or after M2.
+Every trial also carries the MESH_PATH marker: the timeline derives mesh hops (censored
+where a stamp is missing) only for trials that have it. Local istiod shares the harness's
+kernel clock; its stamps are microseconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+from pathlib import Path
+from typing import Any
+
+from bench.mesh.istio import logparse
+from bench.results.schema import ADDING, Ev, EventRow
+from bench.sources.base import TrialRef, row
+from bench.sources.registry import SourceContext, register
+
+SLACK_NS = 200_000_000
+LOG_RESOLUTION_NS = 1_000
+SOURCE = "istiod-log"
+
+
+class IstiodLog:
+    """Follows istiod's log file; keeps the stamps of one namespace's Services."""
+
+    def __init__(self, path: Path, namespace: str, nodes: list[str], mesh: str) -> None:
+        self.path, self.namespace, self.nodes, self.mesh = path, namespace, nodes, mesh
+        self.offset = path.stat().st_size if path.exists() else 0
+        self.slices: dict[str, list[int]] = {}  # "<ns>/<svc>" -> sorted stamps
+        self.pushes: list[int] = []
+        self.sends: dict[str, list[int]] = {}   # proxy id -> sorted stamps
+
+    def start(self) -> None:
+        pass  # read on demand
+
+    def stop(self) -> None:
+        pass
+
+    def read_new(self) -> None:
+        if not self.path.exists():
+            return
+        size = self.path.stat().st_size
+        if size < self.offset:  # a new istiod wrote a new log
+            self.offset = 0
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        for line in data[:end].decode(errors="replace").splitlines():
+            self.add(line)
+
+    def add(self, line: str) -> None:
+        s = logparse.parse_line(line)
+        if s is None:
+            return
+        if s.kind == "slice":
+            if s.key.startswith(f"{self.namespace}/"):
+                bisect.insort(self.slices.setdefault(s.key, []), s.t_ns)
+        elif s.kind == "push":
+            bisect.insort(self.pushes, s.t_ns)
+        else:
+            bisect.insort(self.sends.setdefault(s.key, []), s.t_ns)
+
+    def events_for(self, ref: TrialRef, batch: list[EventRow]) -> list[EventRow]:
+        if ref.direction not in ("add", "remove"):
+            return []
+        self.read_new()
+        slice_ev = Ev.SLICE_READY if ref.direction in ADDING else Ev.SLICE_UNREADY
+        t2 = next((r for r in batch if r["event"] == slice_ev and r["service"] == ref.service
+                   and r["trial"] == ref.trial), None)
+        t_mark = t2["t_ns"] if t2 else min((r["t_ns"] for r in batch), default=0)
+        out = [row(ref, Ev.MESH_PATH, t_mark, source=SOURCE, detail={"mesh": self.mesh})]
+        if t2 is None:
+            return out
+        pod, ip = t2["pod"], t2["pod_ip"]
+
+        def stamp(event: str, t: int, node: str = "", **detail: Any) -> EventRow:
+            kw: dict[str, Any] = {"node": node} if node else {}
+            return row(ref, event, t, source=SOURCE, resolution_ns=LOG_RESOLUTION_NS,
+                       pod=pod, pod_ip=ip, detail=detail or None, **kw)
+
+        m1 = _first_at(self.slices.get(f"{self.namespace}/{ref.service}", []),
+                       t2["t_ns"] - SLACK_NS)
+        if m1 is None:
+            return out
+        out.append(stamp(Ev.MESH_SLICE_SEEN, m1))
+        m2 = _first_at(self.pushes, m1)
+        if m2 is None:
+            return out
+        out.append(stamp(Ev.MESH_PUSH, m2))
+        for node in self.nodes:
+            pid = logparse.proxy_id(node, ref.service, self.namespace)
+            m3 = _first_at(self.sends.get(pid, []), m2)
+            if m3 is not None:
+                out.append(stamp(Ev.EDS_SENT, m3, node, proxy=pid))
+        return out
+
+
+def _first_at(stamps: list[int], t: int) -> int | None:
+    i = bisect.bisect_left(stamps, t)
+    return stamps[i] if i < len(stamps) else None
+
+
+def _open(ctx: SourceContext) -> IstiodLog | None:
+    mesh = getattr(ctx.provider, "mesh", lambda: None)()
+    if not mesh or mesh.get("name") != "istio" or not mesh.get("log"):
+        return None
+    return IstiodLog(Path(mesh["log"]), ctx.namespace, ctx.provider.nodes(), mesh["name"])
+
+
+register("istiod", _open)
