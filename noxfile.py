@@ -28,7 +28,7 @@ def _prepare_host(session: nox.Session) -> None:
     if os.geteuid() != 0:
         session.error("the local cluster needs root: run nox as root")
     session.run("hopbench", "doctor", "--fix")
-    session.run("hopbench", "build")
+    session.run("hopbench", "build", "--mesh", "istio")  # the mesh tests need istiod
 
 
 def _lint(session: nox.Session) -> None:
@@ -60,10 +60,10 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "tests/unit", "tests/integration", *session.posargs)
 
 
-def _run_and_report(session: nox.Session, out: str, trials: str) -> None:
+def _run_and_report(session: nox.Session, out: str, trials: str, *extra: str) -> None:
     session.run("hopbench", "run", "--nodes", "2", "--proxy-mode", "iptables,nftables",
                 "--scenario", "scale-up,delete", "--trials", trials, "--out", out,
-                *session.posargs)
+                *extra, *session.posargs)
     session.run("hopbench", "report", out, "--out", f"{out}/report")
 
 
@@ -75,6 +75,17 @@ def bench(session: nox.Session) -> None:
     _prepare_host(session)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     _run_and_report(session, f"results/{stamp}", "100")
+
+
+@nox.session(python=PY)
+def mesh(session: nox.Session) -> None:
+    """The mesh job: the main job's trials with istiod and a proxyless gRPC client on
+    every node, so each trial has both chains (kube-proxy's and the mesh's), into
+    results/mesh-<timestamp>/ with plots and report.html."""
+    _install(session)
+    _prepare_host(session)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    _run_and_report(session, f"results/mesh-{stamp}", "100", "--mesh", "istio")
 
 
 @nox.session(python=PY)

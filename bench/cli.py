@@ -64,9 +64,9 @@ def build(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] =
           ) -> None:
     """Build the pinned Kubernetes, agnhost and etcd binaries into the cache."""
     from bench.build import gobuild as b
+    from bench.mesh import registry as meshes
 
-    if mesh not in (None, "istio"):
-        raise UserError(f"--mesh: unknown mesh {mesh!r} (known: istio)")
+    mesh = meshes.check(mesh) or None
     progress, cb = build_progress()
     with progress:
         tools = b.build(cb, force=force)

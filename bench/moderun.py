@@ -195,9 +195,13 @@ class ModeRun:
         self.seg_trials = 0
         whole = record_mode(self.store, self.mode, self.before, block, self.label, self.top)
         cpu = block["agent_cpu_fraction"]
+        mesh_cpu = block.get("mesh_client_cpu_fraction") or {}
         self.say(f"{self.mode}: {block['trials']} trials in {elapsed:.0f}s "
                  f"({block['trials_per_minute']}/min), agent CPU "
-                 + ", ".join(f"{n} {c * 100:.1f}%" for n, c in cpu.items()))
+                 + ", ".join(f"{n} {c * 100:.1f}%" for n, c in cpu.items())
+                 + ("; mesh client CPU " + ", ".join(f"{n} {c * 100:.1f}%"
+                                                   for n, c in mesh_cpu.items())
+                    if mesh_cpu else ""))
         for line in proxycollect.lines(block, elapsed):
             self.say(line)
         if len(whole["segments"]) > 1:
@@ -220,6 +224,9 @@ class ModeRun:
             "proxy_switch_s": round(self.switch_s, 2),
             "watch_restarts": self.watch.restarts, "agent_errors": dict(agents.errors),
         })
+        mesh_cpu = {node: agents.cpu_fraction(node, mesh=True) for node in agents.nodes}
+        if any(c == c for c in mesh_cpu.values()):  # NaN where no mesh client ran
+            block["mesh_client_cpu_fraction"] = mesh_cpu
         if self.stats is not None:
             block.update(self.stats.block(sli_after))
         kpc = getattr(self.provider, "kube_proxy_config", None)

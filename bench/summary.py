@@ -143,6 +143,10 @@ def instruments_table(meta: Mapping[str, Any], width: int | None = None) -> Tabl
                                               "slice_ready_p50", "slice_ready_p90"))),
             "agent errors": ", ".join(f"{n} {v}" for n, v in ins.agent_errors.items()),
         }
+        if m.get("mesh"):  # a mesh run: its Go client's CPU is apart from the agent's
+            cells["mesh client CPU per node"] = ", ".join(
+                f"{n} {v * 100:.1f} %" for n, v in (m.get("mesh_client_cpu_fraction")
+                                                    or {}).items())
         for name, value in cells.items():
             rows.setdefault(name, []).append(value or "-")
     for name, values in rows.items():

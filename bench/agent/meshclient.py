@@ -50,7 +50,9 @@ class MeshClient:
         self.proc = subprocess.Popen(
             [self.binary, "--node", self.node, "--node-ip", self.node_ip, "--xds", self.xds,
              "--namespace", namespace, "--max-lifetime", str(int(self.max_lifetime_s))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, close_fds=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, close_fds=True,
+            # one OS thread runs Go code: 15 % of a core focused at 5 ms, against 18 %
+            env={**os.environ, "GOMAXPROCS": os.environ.get("GOMAXPROCS", "1")})
         self._buf = b""
         return self.proc
 
@@ -130,7 +132,20 @@ class MeshClient:
             self.proc = None
         errors, self.errors = self.errors, []
         reply.pop("ok", None)
-        return {**reply, "errors": errors}
+        cpu = {"cpu_s": c} if (c := self.cpu_seconds()) is not None else {}
+        return {**reply, **cpu, "errors": errors}
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU of the running client (it is not the agent's reaped child,
+        so the agent's own figure leaves it out); None when none runs."""
+        if self.proc is None:
+            return None
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def _quiet(self, cmd: dict[str, Any]) -> None:
         try:

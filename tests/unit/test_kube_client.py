@@ -15,7 +15,6 @@ import json
 import ssl
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 

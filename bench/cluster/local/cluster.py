@@ -201,7 +201,7 @@ def up(spec: ClusterSpec, say: Say = print, tools: Toolset | None = None) -> Clu
     try:
         _up(spec, tools, say, clock)
     except BaseException:
-        say("bring-up failed; logs kept in " + str(spec.logs))
+        say(f"bring-up failed; logs kept in {failed_logs(spec)}")
         _keep_logs_and_teardown(spec)
         raise
     say(f"cluster {spec.name!r} up in {clock()}s: {spec.nodes} node(s), "
@@ -209,8 +209,13 @@ def up(spec: ClusterSpec, say: Say = print, tools: Toolset | None = None) -> Clu
     return spec
 
 
+def failed_logs(spec: ClusterSpec) -> Path:
+    """Where a failed bring-up's logs are kept (the state directory itself is removed)."""
+    return spec.state_dir.parent / f".{spec.name}-failed-logs"
+
+
 def _keep_logs_and_teardown(spec: ClusterSpec) -> None:
-    keep = spec.state_dir.parent / f".{spec.name}-failed-logs"
+    keep = failed_logs(spec)
     shutil.rmtree(keep, ignore_errors=True)
     if spec.logs.exists():
         shutil.copytree(spec.logs, keep)
@@ -299,7 +304,7 @@ def _start_mesh(spec: ClusterSpec, api: Kube, start: Callable[..., int], say: Sa
     from bench.mesh import registry as meshes
 
     local = meshes.local_module(spec.mesh)
-    kept = spec.state_dir.parent / f".{spec.name}-failed-logs" / local.log_path(spec).name
+    kept = failed_logs(spec) / local.log_path(spec).name
     local.start(spec, api, start, log_hint=kept)
     tools = require_mesh()
     _write_state(spec, mesh={"name": spec.mesh, "xds": local.xds_address(spec),

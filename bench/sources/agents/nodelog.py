@@ -47,6 +47,7 @@ class MeshLog:
     stamps: list[MeshStamp] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     requests: int = 0
+    cpu: list[tuple[float, float]] = field(default_factory=list)  # (agent wall_s, cpu_s)
 
 
 def absorb(log: NodeLog, reply: CollectReply) -> None:
@@ -71,6 +72,8 @@ def absorb(log: NodeLog, reply: CollectReply) -> None:
         m.stamps.extend(mesh.get("events") or [])
         m.errors.extend(mesh.get("errors") or [])
         m.requests = int(mesh.get("requests") or m.requests)
+        if "cpu_s" in mesh:
+            m.cpu.append((reply["wall_s"], float(mesh["cpu_s"])))
 
 
 def forget(log: NodeLog, target: str, pod: str, ip: str = "") -> None:

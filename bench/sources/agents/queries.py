@@ -50,9 +50,10 @@ def synced_after(log: NodeLog, ip: str, present: bool, since_ns: int) -> bool:
     return any(s["t_ns"] >= t - slack for s in log.syncs)
 
 
-def cpu_fraction(log: NodeLog) -> float:
-    """The agent's CPU share of one core between the first and the last collect."""
-    cpu = log.cpu
+def cpu_fraction(log: NodeLog, mesh: bool = False) -> float:
+    """The agent's CPU share of one core between the first and the last collect (with
+    `mesh`, its mesh client's)."""
+    cpu = log.mesh.cpu if mesh else log.cpu
     if len(cpu) < 2 or cpu[-1][0] <= cpu[0][0]:
         return float("nan")
     return (cpu[-1][1] - cpu[0][1]) / (cpu[-1][0] - cpu[0][0])

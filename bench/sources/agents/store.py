@@ -104,9 +104,9 @@ class AgentStore:
         with self._lock:
             return queries.mesh_dropped(self.nodes[node], target, ip, since_ns)
 
-    def cpu_fraction(self, node: str) -> float:
+    def cpu_fraction(self, node: str, mesh: bool = False) -> float:
         with self._lock:
-            return queries.cpu_fraction(self.nodes[node])
+            return queries.cpu_fraction(self.nodes[node], mesh)
 
     def trial_events(self, ref: TrialRef, target: str, pod: str, ip: str, start_ns: int,
                      end_ns: int) -> list[EventRow]:

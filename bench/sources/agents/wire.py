@@ -92,6 +92,7 @@ class MeshReport(TypedDict, total=False):
     requests: int
     focused_s: float
     errors: list[str]                           # the client died or did not answer
+    cpu_s: float                                # the client's CPU seconds since it started
 
 
 class _CollectOptional(TypedDict, total=False):
