@@ -14,6 +14,8 @@ constant about Kubernetes except the wording of the explanations.
   is compared to the end-to-end median: the component with the largest median dominates.
   Medians do not add up, and a hop can be negative (the rule can appear before kube-proxy
   reports its sync done), so shares need not sum to 100 %.
+- The mesh path (a run with --mesh) gets the same answer from its own end-to-end hop
+  (`schema.MESH_END_TO_END`) and chain (`headline(..., path="mesh")`).
 - The explanation of the dominant hop reads the run's provenance (run.json), e.g. kube-proxy's
   minSyncPeriod from `modes.<mode>.kube_proxy_config`.
 """
@@ -21,7 +23,7 @@ constant about Kubernetes except the wording of the explanations.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +32,14 @@ import pandas as pd
 
 from analysis.frame import (
     DIRECTIONS,
+    KUBE_PROXY,
+    PATH_END_TO_END,
     SCOPE_ALL,
     SCOPE_CLUSTER,
     SCOPE_NODE,
     TRANSITION,
     end_to_end,
+    hop_of,
     label,
     sort_modes,
     with_scope,
@@ -93,11 +98,23 @@ class ModeAnswer:
     directions: tuple[DirectionAnswer, ...]
 
 
-def chain(direction: str) -> tuple[Hop, ...]:
-    """The hops that take the end-to-end hop of `direction` from its start to its end event,
-    in order (a path through `schema.HOPS`, the end-to-end hop itself excluded)."""
-    e2e = next(h for h in HOPS if h.direction == direction and h.name == end_to_end(direction))
-    steps = [h for h in HOPS if h.direction == direction and h.name != e2e.name]
+def chain(direction: str, path: str = KUBE_PROXY,
+          present: Collection[str] | None = None) -> tuple[Hop, ...]:
+    """The hops that take the end-to-end hop of `direction` on `path` from its start to its
+    end event, in order (a path through `schema.HOPS`, the end-to-end hop itself excluded).
+
+    The steps are the path's own hops (`Hop.path`) and the hops of another path that lead
+    to one of them (the shared start: the mesh's chain begins with kube-proxy's Ready →
+    slice, the same T1 → T2). With `present` (the hop names a run recorded), only those:
+    a run of an older schema takes the way its hops allow."""
+    e2e = hop_of(direction, end_to_end(direction, path))
+    if e2e is None:
+        return ()
+    mine = [h for h in HOPS if h.direction == direction and h.path == path]
+    starts = {h.start for h in mine}
+    steps = [h for h in HOPS if h.direction == direction and h.name != e2e.name
+             and (h.path == path or h.end in starts)
+             and (present is None or h.name in present)]
 
     def walk(event: str, seen: frozenset[str]) -> tuple[Hop, ...] | None:
         if event == e2e.end:
@@ -112,31 +129,33 @@ def chain(direction: str) -> tuple[Hop, ...]:
     return walk(e2e.start, frozenset({e2e.start})) or ()
 
 
-def headline(data: RunData, tables: Tables) -> list[ModeAnswer]:
-    """Per mode (display order), the end-to-end answer of each direction and scenario."""
+def headline(data: RunData, tables: Tables, path: str = KUBE_PROXY) -> list[ModeAnswer]:
+    """Per mode (display order), the end-to-end answer of each direction and scenario on
+    `path` (kube-proxy's, or the mesh's); modes without rows of the path are left out."""
     hops = with_scope(data.hops)
     summary = tables.summary
     out = []
     for mode in sort_modes(summary["proxy_mode"].unique() if not summary.empty else []):
         answers = []
-        for direction in DIRECTIONS:
+        for direction in [d for d in DIRECTIONS if d in PATH_END_TO_END[path]]:
             rows = summary.loc[(summary["proxy_mode"] == mode)
                                & (summary["direction"] == direction)
-                               & (summary["hop"] == end_to_end(direction))
+                               & (summary["hop"] == end_to_end(direction, path))
                                & (summary["scope"] == SCOPE_ALL)]
             for _, row in rows.iterrows():
                 part = hops.loc[(hops["proxy_mode"] == mode) & (hops["direction"] == direction)
                                 & (hops["scenario"] == row["scenario"])]
-                answers.append(_direction(row, part, _mode_meta(data.meta, mode)))
-        out.append(ModeAnswer(mode, tuple(answers)))
+                answers.append(_direction(row, part, _mode_meta(data.meta, mode), path))
+        if answers or path == KUBE_PROXY:
+            out.append(ModeAnswer(mode, tuple(answers)))
     return out
 
 
-def _direction(row: pd.Series, part: pd.DataFrame,
-               metas: list[Mapping[str, Any]]) -> DirectionAnswer:
+def _direction(row: pd.Series, part: pd.DataFrame, metas: list[Mapping[str, Any]],
+               path: str = KUBE_PROXY) -> DirectionAnswer:
     direction, p50 = str(row["direction"]), _quantile(row, "p50")
-    parts = tuple(_share(h, ms, p50.value_ms)
-                  for h, ms in slowest_node_medians(part, direction).items())
+    parts = tuple(_share(direction, h, ms, p50.value_ms)
+                  for h, ms in slowest_node_medians(part, direction, path).items())
     dominant = None
     if not p50.censored and parts:
         dominant = max(parts, key=lambda p: (np.nan_to_num(p.median_ms, nan=-np.inf)))
@@ -147,15 +166,18 @@ def _direction(row: pd.Series, part: pd.DataFrame,
                            parts, dominant, why)
 
 
-def slowest_node_medians(part: pd.DataFrame, direction: str) -> dict[str, float]:
+def slowest_node_medians(part: pd.DataFrame, direction: str,
+                         path: str = KUBE_PROXY) -> dict[str, float]:
     """hop -> median over trials of that hop on the trial's slowest node (censored: +inf).
 
     `part` holds one mode's and scenario's hops of `direction` (with scope). The slowest node
-    of a trial has the largest end to end; a censored end to end counts as the largest;
-    ties go to the first node by name. A component missing on that node counts as censored.
+    of a trial has the largest end to end on `path`; a censored end to end counts as the
+    largest; ties go to the first node by name. A component missing on that node counts as
+    censored.
     """
     scoped = with_scope(part)
-    e2e = scoped.loc[(scoped["hop"] == end_to_end(direction)) & (scoped["scope"] == SCOPE_NODE)]
+    e2e = scoped.loc[(scoped["hop"] == end_to_end(direction, path))
+                     & (scoped["scope"] == SCOPE_NODE)]
     if e2e.empty:
         return {}
     rank = e2e["latency_ms"].where(~e2e["censored"] & e2e["latency_ms"].notna(), np.inf)
@@ -163,7 +185,7 @@ def slowest_node_medians(part: pd.DataFrame, direction: str) -> dict[str, float]
                                                kind="stable")
     slowest = order.drop_duplicates(TRANSITION)[[*TRANSITION, "node"]]
     out: dict[str, float] = {}
-    for hop in chain(direction):
+    for hop in chain(direction, path, set(scoped["hop"].astype(str).unique())):
         rows = scoped.loc[scoped["hop"] == hop.name]
         if hop.per_node:
             on = [*TRANSITION, "node"]
@@ -177,9 +199,8 @@ def slowest_node_medians(part: pd.DataFrame, direction: str) -> dict[str, float]
     return out
 
 
-def _share(hop: str, median_ms: float, e2e_ms: float) -> HopShare:
+def _share(direction: str, hop: str, median_ms: float, e2e_ms: float) -> HopShare:
     ok = np.isfinite(median_ms) and np.isfinite(e2e_ms) and e2e_ms != 0
-    direction = next(h.direction for h in HOPS if h.name == hop)
     return HopShare(hop, label(direction, hop), median_ms,
                     median_ms / e2e_ms if ok else float("nan"))
 
@@ -305,6 +326,17 @@ def _why_probe(part: HopShare, metas: list[Mapping[str, Any]]) -> str:
     return f"the first answer waits for the prober's next request, sent {every}."
 
 
+def _why_mesh_push(part: HopShare, metas: list[Mapping[str, Any]]) -> str:
+    set_to = sorted({str(v) for m in metas
+                     for k, v in ((m.get("component_env") or {}).get("istiod") or {}).items()
+                     if k == "PILOT_DEBOUNCE_AFTER"})
+    debounce = (f"PILOT_DEBOUNCE_AFTER={' / '.join(set_to)} (run.json component_env)"
+                if set_to else "PILOT_DEBOUNCE_AFTER is not set in run.json component_env "
+                "(istio's default: 100 ms)")
+    return ("istiod waits for endpoint changes to settle before it pushes (its debounce: "
+            f"no new change for PILOT_DEBOUNCE_AFTER); {debounce}.")
+
+
 def _no_why(part: HopShare, metas: list[Mapping[str, Any]]) -> str:
     return ""
 
@@ -316,4 +348,6 @@ WHY: dict[str, Callable[[HopShare, list[Mapping[str, Any]]], str]] = {
     "unready_to_slice": _why_slice,
     "sync_to_rule": _why_rule,
     "rule_to_traffic": _why_probe,
+    "slice_to_push": _why_mesh_push,
+    "mesh_debounce": _why_mesh_push,
 }
