@@ -23,10 +23,15 @@ import pandas as pd
 
 from analysis.frame import (
     CLUSTER_UNIT,
+    DIRECTIONS,
+    KUBE_PROXY,
+    MESH,
+    PATH_END_TO_END,
     SCOPE_NODE,
     TRANSITION,
     chain_sorted,
     label,
+    mode_key,
     sort_modes,
     with_scope,
 )
@@ -65,6 +70,7 @@ class Tables:
     ratios: pd.DataFrame
     nodes: pd.DataFrame
     spread: pd.DataFrame
+    paths: pd.DataFrame | None = None  # compare_paths: mesh vs kube-proxy (empty: no mesh)
 
 
 @dataclass(frozen=True)
@@ -92,12 +98,13 @@ class _Boot:
 
 
 def summary_tables(hops: pd.DataFrame, settings: Settings | None = None) -> Tables:
-    """summarize + compare_modes + node_stats + node_spread, bootstrapping each group once."""
+    """summarize + compare_modes + node_stats + node_spread + compare_paths, bootstrapping
+    each group once."""
     cfg = settings or Settings()
     boots = _boots(hops, GROUP, cfg)
     nodes = node_stats(hops, cfg)
     return Tables(_summary_frame(boots, GROUP, cfg), _ratio_frame(boots, cfg, None), nodes,
-                  node_spread(nodes))
+                  node_spread(nodes), compare_paths(hops, cfg))
 
 
 def summarize(hops: pd.DataFrame, settings: Settings | None = None,
@@ -196,6 +203,84 @@ def _ratio_frame(boots: list[_Boot], cfg: Settings, baseline: str | None) -> pd.
     columns = [*keys, "proxy_mode", "baseline", "n", "baseline_n", "p50_ms",
                "baseline_p50_ms", "ratio", "ratio_lo", "ratio_hi", "censored", "ci"]
     return chain_sorted(pd.DataFrame(rows, columns=columns))
+
+
+#: the pairing of compare_paths: one transition on one node
+PAIR = [*TRANSITION, "node"]
+
+
+def compare_paths(hops: pd.DataFrame, settings: Settings | None = None, path: str = MESH,
+                  baseline: str = KUBE_PROXY) -> pd.DataFrame:
+    """`path`'s end to end against `baseline`'s on the same trials, paired per node.
+
+    One row per direction x scenario x mode where both paths have per-node end-to-end rows
+    (frame.PATH_END_TO_END): each pair is one transition on one node. `p50_ms` and
+    `baseline_p50_ms` are each path's median over the paired rows; `ratio` is the median of
+    the per-pair ratios path / baseline (< 1: the path is faster), with the bootstrap
+    interval of `analysis.quantiles` resampling whole trials (the nodes of a trial move
+    together). A pair with either side censored has an unknown ratio: it counts as censored
+    (+inf, "unknown, so not small", as a censored latency does) and in `n_censored`.
+    Empty (with the columns) when the runs have no rows of `path`.
+    """
+    cfg = settings or Settings()
+    mine, base = PATH_END_TO_END[path], PATH_END_TO_END[baseline]
+    rows = []
+    for direction in [d for d in DIRECTIONS if d in mine and d in base]:
+        paired = paired_end_to_end(hops, direction, path, baseline)
+        for (scenario, mode), group in paired.groupby(["scenario", "proxy_mode"], sort=True):
+            key = (direction, scenario, mode, mine[direction], base[direction])
+            rows.append({"direction": direction, "scenario": scenario, "proxy_mode": mode,
+                         "hop": mine[direction], "baseline_hop": base[direction],
+                         **_paired(group, cfg, key)})
+    columns = ["direction", "scenario", "proxy_mode", "hop", "baseline_hop", "n_pairs",
+               "n_trials", "n_censored", "p50_ms", "p50_lo_ms", "p50_hi_ms",
+               "baseline_p50_ms", "baseline_p50_lo_ms", "baseline_p50_hi_ms", "ratio",
+               "ratio_lo", "ratio_hi", "ratio_censored", "ci"]
+    out = pd.DataFrame(rows, columns=columns)
+    if out.empty:
+        return out
+    order = sorted(range(len(out)), key=lambda i: (
+        DIRECTIONS.index(out["direction"].iloc[i]),
+        str(out["scenario"].iloc[i]), mode_key(str(out["proxy_mode"].iloc[i]))))
+    return out.iloc[order].reset_index(drop=True)
+
+
+def paired_end_to_end(hops: pd.DataFrame, direction: str, path: str = MESH,
+                      baseline: str = KUBE_PROXY) -> pd.DataFrame:
+    """The per-node end-to-end rows of `path` and `baseline` of one direction side by side:
+    one row per transition and node that has both (PAIR, scenario, proxy_mode, latency_ms,
+    censored, and the baseline's as latency_ms_base, censored_base)."""
+    scoped = with_scope(hops)
+    cols = [*PAIR, "scenario", "proxy_mode", "latency_ms", "censored"]
+    mine = PATH_END_TO_END[path].get(direction)
+    base = PATH_END_TO_END[baseline].get(direction)
+    part = scoped.loc[(scoped["direction"] == direction) & (scoped["scope"] == SCOPE_NODE)]
+    text = {c: "str" for c in [*PAIR, "scenario", "proxy_mode"] if c != "trial"}
+    ours = part.loc[part["hop"] == mine, cols].astype(text)  # plot frames: categoricals
+    theirs = part.loc[part["hop"] == base, cols].astype(text)
+    return ours.merge(theirs, on=[*PAIR, "scenario", "proxy_mode"], suffixes=("", "_base"))
+
+
+def _paired(group: pd.DataFrame, cfg: Settings, key: tuple[Any, ...]) -> dict[str, Any]:
+    """Medians of both sides and the median per-pair ratio of one group, with their CIs."""
+    unit = group.groupby(CLUSTER_UNIT, sort=False).ngroup().to_numpy()
+    x, cx = group["latency_ms"].to_numpy(np.float64), group["censored"].to_numpy(bool)
+    b, cb = group["latency_ms_base"].to_numpy(np.float64), group["censored_base"].to_numpy(bool)
+    unknown = cx | cb | np.isnan(x) | np.isnan(b)
+    ratio = np.where(unknown, np.nan, ratio_replicates(x, b))
+    out: dict[str, Any] = {"n_pairs": len(group), "n_trials": int(np.unique(unit).size),
+                           "n_censored": int((np.isnan(ratio) | np.isposinf(ratio)).sum())}
+    for name, s in (("p50", sample(x, cx, unit)), ("baseline_p50", sample(b, cb, unit)),
+                    ("ratio", sample(ratio, None, unit))):
+        med = float(quantiles(s, [0.5])[0])
+        reps = bootstrap(s, [0.5], cfg.n_boot, _rng(cfg.seed, (*key, name)))
+        lo, hi = percentile_ci(reps, cfg.confidence)
+        unit_suffix = "" if name == "ratio" else "_ms"
+        out |= {f"{name}{unit_suffix}": med, f"{name}_lo{unit_suffix}": float(lo[0]),
+                f"{name}_hi{unit_suffix}": float(hi[0])}
+    out["ratio_censored"] = bool(np.isposinf(out["ratio"]))
+    out["ci"] = cfg.confidence
+    return out
 
 
 def _default_baseline(by_mode: dict[str, Any]) -> str:
