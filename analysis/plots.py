@@ -15,15 +15,23 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from analysis.frame import has_mesh
 from analysis.load import RunData
 from analysis.plotkit import plot_frame, save
 from analysis.plots_chain import nodes_figure, sli_figure, waterfall_figure
-from analysis.plots_dist import blackhole_figure, box_figure, ecdf_figure, ratio_figure
+from analysis.plots_dist import (
+    blackhole_figure,
+    box_figure,
+    ecdf_figure,
+    paths_figure,
+    ratio_figure,
+)
 from analysis.sli import SliHistogram, parse_sli
-from analysis.stats import Settings, Tables, summary_tables
+from analysis.stats import Settings, Tables, compare_paths, summary_tables
 
 __all__ = [
-    "FIGURES", "FigureSpec", "blackhole_figure", "box_figure", "ecdf_figure", "nodes_figure",
+    "FIGURES", "MESH_CAPTIONS", "MESH_FIGURES", "FigureSpec", "blackhole_figure",
+    "box_figure", "ecdf_figure", "figures_for", "nodes_figure", "paths_figure",
     "ratio_figure", "render_all", "sli_figure", "sli_of", "waterfall_figure",
 ]
 
@@ -79,9 +87,33 @@ FIGURES: tuple[FigureSpec, ...] = (
 )
 
 
+def _paths(data: RunData, tables: Tables) -> Figure:
+    return paths_figure(data.hops, tables.paths if tables.paths is not None
+                        else compare_paths(data.hops))
+
+
+#: drawn only for runs with the mesh path (a run without --mesh keeps exactly FIGURES)
+MESH_FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("mesh_vs_kube_proxy", "The mesh's end to end against kube-proxy's on the same "
+               "trials, per node: each pair, and the ECDF of their ratio with its median and "
+               "bootstrap interval.", _paths),
+)
+
+
+#: a figure's caption for runs with the mesh path, where it differs
+MESH_CAPTIONS = {"waterfall": "The median trial of each mode, add and remove, kube-proxy's "
+                              "chain above the mesh's on the same trial, one row per node and "
+                              "path, from pod Ready (unready)."}
+
+
+def figures_for(data: RunData) -> tuple[FigureSpec, ...]:
+    """The figures of these runs: FIGURES, and MESH_FIGURES when they measured the mesh."""
+    return FIGURES + (MESH_FIGURES if has_mesh(data.hops) else ())
+
+
 def render_all(data: RunData, out_dir: Path | str, tables: Tables | None = None,
                settings: Settings | None = None) -> dict[str, Path]:
-    """Draw every figure of FIGURES into `out_dir/<name>.png`; name -> path.
+    """Draw every figure of `figures_for(data)` into `out_dir/<name>.png`; name -> path.
 
     `tables` are computed (with `settings`) when not given.
     """
@@ -89,7 +121,7 @@ def render_all(data: RunData, out_dir: Path | str, tables: Tables | None = None,
     tables = tables if tables is not None else summary_tables(data.hops, settings)
     data = replace(data, hops=plot_frame(data.hops))  # once, not in every figure
     paths = {}
-    for spec in FIGURES:
+    for spec in figures_for(data):
         fig = spec.draw(data, tables)
         paths[spec.name] = save(fig, out / f"{spec.name}.png")
     return paths

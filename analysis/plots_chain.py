@@ -22,9 +22,13 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from analysis.frame import (
     DIRECTIONS,
+    KUBE_PROXY,
+    MESH,
     SCOPE_NODE,
     TRANSITION,
+    chain_events,
     end_to_end,
+    has_mesh,
     label,
     n_transitions,
     sort_modes,
@@ -32,6 +36,7 @@ from analysis.frame import (
 from analysis.plotkit import Series, figure, fmt_ms, margins, no_data, plot_frame, split
 from analysis.quantiles import quantiles, sample
 from analysis.sli import KUBE_PROXY_BUCKETS_S, SliHistogram, direct_programming, pooled
+from bench.results.schema import HOPS, Ev
 
 #: the add chain as drawn in the waterfall, in order
 CHAIN = ("trigger_to_ready", "ready_to_slice", "slice_to_sync", "sync_to_rule",
@@ -70,8 +75,12 @@ def waterfall_figure(hops: pd.DataFrame) -> Figure:
 
     The kubelet's trigger → Ready (about a readiness-probe period) would squash every later
     hop, so it gets a narrow axis of its own on the left; the right axis counts from Ready.
+    A run with the mesh path gets both chains of the same trial, add and remove
+    (`paths_waterfall_figure`).
     """
     scoped = plot_frame(hops)
+    if has_mesh(scoped):
+        return paths_waterfall_figure(scoped)
     add = scoped.loc[(scoped["direction"] == "add")
                      & scoped["hop"].isin([*CHAIN, end_to_end("add")])]
     groups = list(split(add))
@@ -100,6 +109,208 @@ def waterfall_figure(hops: pd.DataFrame) -> Figure:
     axes[-1][0].set_xlabel("ms since trigger")
     axes[-1][1].set_xlabel("ms since pod Ready (T1)")
     return fig
+
+
+#: colours of the mesh chain's steps after the shared Ready → slice, in chain order
+MESH_COLORS = ("#17becf", "#e7ba52", "#843c39", "#e377c2", "#393b79", "#637939", "#d62728",
+               "#7f7f7f")
+#: a chain event as a waterfall step names it (events no hop joins get "a → b" steps)
+EVENT_NAMES = {Ev.TRIGGER: "trigger", Ev.POD_READY: "Ready", Ev.POD_UNREADY: "unready",
+               Ev.SLICE_READY: "slice", Ev.SLICE_UNREADY: "slice", Ev.PROXY_SYNC: "sync",
+               Ev.RULE_PRESENT: "rule", Ev.RULE_ABSENT: "rule gone",
+               Ev.FIRST_SUCCESS: "answer", Ev.MESH_SLICE_SEEN: "istiod handled",
+               Ev.MESH_PUSH: "push", Ev.EDS_SENT: "EDS sent", Ev.EDS_RECEIVED: "EDS received",
+               Ev.LB_UPDATE: "balancer", Ev.PICKER_READY: "picker", Ev.MESH_FIRST: "first RPC"}
+_PATH_NAMES = {KUBE_PROXY: "kube-proxy", MESH: "mesh"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One bar of a chain in the waterfall: from one chain event to the next, ms from T1."""
+
+    start_event: str
+    end_event: str
+    at_ms: float       # the start event's time since the chain's first event (T1 / R1)
+    width_ms: float    # negative when the later event was stamped first
+    label: str
+    color: str
+
+
+def chain_steps(value: Mapping[tuple[str, str], float], direction: str, path: str,
+                node: str) -> list[Step]:
+    """The steps of `path`'s chain (frame.chain_events) on `node` in one trial.
+
+    `value` maps (hop, node) to the trial's latency ("" for cluster-level hops). Each
+    event's time since the chain's first event is solved from the direction's hops of
+    either path (the mesh's push → EDS sent is slice → EDS sent minus slice → push); the
+    chain stops at the first event no hop dates. A step's label is its hop's (schema
+    Hop.label) where one hop joins the two events, else "a → b" from EVENT_NAMES.
+    """
+    events = chain_events(direction, path)
+    if not events:
+        return []
+    times = _event_times(value, direction, node, events[0])
+    colors = (CHAIN_COLORS[1:] if path == KUBE_PROXY
+              else (CHAIN_COLORS[1], *MESH_COLORS))
+    steps = []
+    for i, (a, b) in enumerate(zip(events, events[1:])):
+        if a not in times or b not in times:
+            break
+        hop = next((h for h in HOPS if h.direction == direction and h.start == a
+                    and h.end == b), None)
+        name = hop.label if hop is not None else (
+            f"{_PATH_NAMES.get(path, path)}: {EVENT_NAMES.get(a, a)} → {EVENT_NAMES.get(b, b)}")
+        steps.append(Step(a, b, times[a], times[b] - times[a], name,
+                          colors[i % len(colors)]))
+    return steps
+
+
+def _event_times(value: Mapping[tuple[str, str], float], direction: str, node: str,
+                 origin: str) -> dict[str, float]:
+    """Event -> ms since `origin` on `node`, propagated along the direction's hops."""
+    times = {origin: 0.0}
+    hops = [h for h in HOPS if h.direction == direction]
+    changed = True
+    while changed:
+        changed = False
+        for h in hops:
+            width = value.get((h.name, ""), value.get((h.name, node), np.nan))
+            if np.isnan(width) or (h.start in times) == (h.end in times):
+                continue
+            if h.start in times:
+                times[h.end] = times[h.start] + width
+            else:
+                times[h.start] = times[h.end] - width
+            changed = True
+    return times
+
+
+@dataclass(frozen=True)
+class _PathsMedian:
+    """The median trial of one series and direction: per (path, node) its steps."""
+
+    trial: int
+    complete: int
+    lead_ms: float                                   # trigger → T1 / R1
+    rows: list[tuple[str, str, list[Step]]]          # (path, node, steps), drawn top down
+
+    @property
+    def span(self) -> float:
+        return max([s.at_ms + s.width_ms for _, _, st in self.rows for s in st] + [1e-6])
+
+
+def paths_waterfall_figure(hops: pd.DataFrame) -> Figure:
+    """The median trial of each mode, kube-proxy's chain and the mesh's one above the other,
+    add and remove, on one time axis from T1 (pod Ready) / R1 (pod unready).
+
+    The median trial is picked by kube-proxy's all-nodes end to end among the trials whose
+    hops of both chains are complete, so the mesh's bars are the same trial's. The trigger
+    → T1 / R1 gets a narrow axis of its own on the left, as in the kube-proxy waterfall.
+    """
+    scoped = plot_frame(hops)
+    blocks = []
+    for direction in DIRECTIONS:
+        paths = [p for p in (KUBE_PROXY, MESH) if chain_events(direction, p)]
+        if len(paths) < 2:
+            continue
+        needed = {h.name for p in paths for h in HOPS if h.direction == direction
+                  and {h.start, h.end} <= {*chain_events(direction, p), Ev.TRIGGER}}
+        part = scoped.loc[(scoped["direction"] == direction) & scoped["hop"].isin(needed)]
+        for s, sub in split(part):
+            blocks.append((direction, s, _paths_median(sub, direction, paths)))
+    nodes = sorted(scoped.loc[scoped["scope"] == SCOPE_NODE, "node"].unique())
+    rows_per = 2 * max(1, len(nodes))
+    height = 2.2 + max(1, len(blocks)) * (1.1 + 0.32 * rows_per)
+    fig = figure(15, height)
+    fig.suptitle("Median trial, both discovery paths on the same trial: kube-proxy (Ready → "
+                 "slice → sync → rule → first answer) and the mesh (Ready → slice → istiod → "
+                 "push → EDS → balancer → picker → first RPC)", fontsize=11)
+    if not blocks:
+        no_data(fig.subplots(), "no trials with both paths in these runs")
+        return fig
+    margins(fig, left=1.6, bottom=1.6, hspace=0.8, wspace=0.25, rows=len(blocks), columns=2)
+    axes = fig.subplots(len(blocks), 2, squeeze=False, gridspec_kw={"width_ratios": [1, 5]})
+    found = [m for _, _, m in blocks if m is not None]
+    span = max([m.span for m in found], default=1.0)
+    lead = {d: max([m.lead_ms for dd, _, m in blocks if m is not None and dd == d],
+                   default=1.0) for d, _, _ in blocks}
+    legend: dict[str, list[str]] = {}  # colour -> the labels drawn in it
+    for (left, right), (direction, s, median) in zip(axes, blocks):
+        title = f"{s.label} · {direction}"
+        if median is None:
+            no_data(left, "")
+            no_data(right, f"{title}: no {direction} trial with both chains complete", title)
+            continue
+        _paths_panel(left, right, title, median, lead[direction], span)
+        for _, _, steps in median.rows:
+            for step in steps:
+                seen = legend.setdefault(step.color, [])
+                if step.label not in seen:
+                    seen.append(step.label)
+    handles = [Patch(color=c, label=_merged(t)) for c, t in legend.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    axes[-1][0].set_xlabel("ms since trigger")
+    axes[-1][1].set_xlabel("ms since pod Ready (T1) / unready (R1)")
+    return fig
+
+
+def _merged(labels: list[str]) -> str:
+    """One legend text for the labels of one colour (add's and remove's step):
+    "EndpointSlice controller: Ready → slice / unready → slice"."""
+    heads = {t.partition(": ")[0] for t in labels}
+    if len(labels) > 1 and len(heads) == 1 and all(": " in t for t in labels):
+        return f"{heads.pop()}: " + " / ".join(t.partition(": ")[2] for t in labels)
+    return " / ".join(labels)
+
+
+def _paths_median(part: pd.DataFrame, direction: str, paths: list[str]) -> _PathsMedian | None:
+    key, complete = median_trial(part, direction)
+    if key is None:
+        return None
+    run_id, trial, service = key
+    rows = part.loc[(part["trial"] == trial) & (part["run_id"] == run_id)
+                    & (part["service"] == service)]
+    value = {(str(r.hop), str(r.node)): float(r.latency_ms) for r in rows.itertuples(index=False)}
+    nodes = sorted(rows.loc[rows["scope"] == SCOPE_NODE, "node"].unique())
+    first = chain_events(direction)[0]
+    lead = next((v for (h, n), v in value.items() if n == "" and any(
+        x.name == h and x.direction == direction and x.start == Ev.TRIGGER and x.end == first
+        for x in HOPS)), 0.0)
+    drawn = [(p, n, chain_steps(value, direction, p, n)) for p in paths for n in nodes]
+    return _PathsMedian(trial, complete, lead, drawn)
+
+
+def _paths_panel(left: Axes, right: Axes, title: str, m: _PathsMedian, lead_max: float,
+                 span: float) -> None:
+    for y, (_, _, steps) in enumerate(m.rows):
+        left.barh(y, m.lead_ms, left=0.0, height=0.7, color=CHAIN_COLORS[0],
+                  edgecolor="white")
+        for step in steps:
+            right.barh(y, step.width_ms, left=step.at_ms, height=0.7, color=step.color,
+                       edgecolor="white", hatch="//" if step.width_ms < 0 else None)
+            if abs(step.width_ms) > 0.07 * span:
+                right.text(step.at_ms + step.width_ms / 2, y, fmt_ms(step.width_ms),
+                           ha="center", va="center", fontsize=8, color="white")
+        end = steps[-1].at_ms + steps[-1].width_ms if steps else 0.0
+        short = " + ".join(f"{EVENT_NAMES.get(st.end_event, st.end_event)} "
+                           f"{fmt_ms(st.width_ms)}" for st in steps)
+        right.text(max(end, 0.0) + 0.02 * span, y, f"{short} = {fmt_ms(end)}", va="center",
+                   fontsize=7)
+    labels = [f"{node} · {_PATH_NAMES.get(path, path)}" for path, node, _ in m.rows]
+    left.text(m.lead_ms / 2, -0.62, fmt_ms(m.lead_ms), ha="center", va="bottom", fontsize=8)
+    left.set_xlim(0, lead_max * 1.02 if lead_max > 0 else 1.0)
+    right.set_xlim(-0.05 * span, span * 2.1)
+    right.axvline(0, color="#444444", linewidth=0.8)
+    for ax in (left, right):
+        ax.set_yticks(range(len(labels)), labels if ax is left else [""] * len(labels))
+        ax.set_ylim(len(labels) - 0.4, -0.9)
+        ax.grid(alpha=0.3, axis="x")
+    half = len(labels) / 2 - 0.5
+    for ax in (left, right):
+        ax.axhline(half, color="#999999", linewidth=0.8, linestyle="--")
+    left.set_title(f"{title}: trigger", fontsize=10)
+    right.set_title(f"{title}: trial {m.trial}, the median of {m.complete} trials complete on "
+                    "both paths (by kube-proxy's all-nodes end to end)", fontsize=10)
 
 
 def sli_figure(hops: pd.DataFrame, hists: Sequence[SliHistogram],
@@ -186,14 +397,16 @@ def _ink(value: float, norm: Normalize, cmap: Colormap) -> str:
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
 
 
-def median_trial(part: pd.DataFrame) -> tuple[tuple[str, int, str] | None, int]:
-    """((run_id, trial, service), number of complete ones) of the lower-median add transition.
+def median_trial(part: pd.DataFrame, direction: str = "add"
+                 ) -> tuple[tuple[str, int, str] | None, int]:
+    """((run_id, trial, service), number of complete ones) of the lower-median transition.
 
-    A transition's end to end is the max over nodes of Ready → first answer; it is complete
-    when no row of the chain (or of the end-to-end hop) is censored.
+    A transition's end to end is the max over nodes of kube-proxy's end-to-end hop of
+    `direction` (add: Ready → first answer); it is complete when no row of `part` (the
+    chains drawn and the end-to-end hops) is censored.
     """
     bad = part.loc[part["censored"] | part["latency_ms"].isna(), TRANSITION]
-    e2e = part.loc[(part["hop"] == end_to_end("add")) & (part["scope"] == SCOPE_NODE)]
+    e2e = part.loc[(part["hop"] == end_to_end(direction)) & (part["scope"] == SCOPE_NODE)]
     by_trial = e2e.groupby(TRANSITION, sort=False)["latency_ms"].max()
     complete = by_trial.drop(index=pd.MultiIndex.from_frame(bad.drop_duplicates()),
                              errors="ignore")

@@ -1,4 +1,5 @@
-"""Distribution figures: ECDF per hop, box per hop x mode, the black-hole window.
+"""Distribution figures: ECDF per hop, box per hop x mode, the black-hole window, the mesh
+path against kube-proxy's.
 
 One panel per hop, because hops differ by orders of magnitude (a kubelet readiness probe
 takes a second, a rule lands in a millisecond) and each needs its own axis. Per-node hops
@@ -9,6 +10,8 @@ censored fraction, and a whisker in the censored mass is drawn as an arrow off t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -16,10 +19,12 @@ from matplotlib.figure import Figure
 
 from analysis.frame import (
     BLACKHOLE,
+    KUBE_PROXY,
+    PATH_END_TO_END,
+    PATHS,
     SCOPE_ALL,
     SCOPE_CLUSTER,
     SCOPE_NODE,
-    end_to_end,
     label,
 )
 from analysis.plotkit import (
@@ -29,68 +34,137 @@ from analysis.plotkit import (
     margins,
     n_label,
     no_data,
-    panel_grid,
     plot_frame,
     split,
     wants_log,
 )
+from analysis.plotkit import grid as plot_grid
 from analysis.quantiles import quantiles, sample
+from analysis.stats import paired_end_to_end
 from bench.results.schema import HOPS
 
 COLUMNS = 4
 TITLES = {"add": "Add (pod becomes Ready)", "remove": "Remove (pod goes away)",
           "restart": "Restart (kube-proxy restarted on one node)"}
+#: the heading over a path's panels (kube-proxy's gets one only beside another path's)
+PATH_TITLES = {KUBE_PROXY: "kube-proxy path: EndpointSlice → kube-proxy → rules → prober",
+               "mesh": "mesh path: EndpointSlice → istiod → xDS (EDS) → proxyless gRPC client"}
+
+Panel = tuple[str, str, str]  # (hop, scope, title)
 
 
-def panels(hops: pd.DataFrame, direction: str) -> list[tuple[str, str, str]]:
-    """(hop, scope, title) of every panel of a direction, in chain order."""
+def panel_groups(hops: pd.DataFrame, direction: str) -> list[tuple[str, list[Panel]]]:
+    """(path, its panels) of a direction, kube-proxy's first: each path's hops in chain
+    order (schema Hop.path), then its end-to-end hop at "all nodes converged"."""
     pairs = hops[["hop", "scope"]].drop_duplicates()
     present = set(zip(pairs["hop"].tolist(), pairs["scope"].tolist()))
     out = []
-    for hop in HOPS:
-        scope = SCOPE_NODE if hop.per_node else SCOPE_CLUSTER
-        if hop.direction == direction and (hop.name, scope) in present:
-            out.append((hop.name, scope, hop.label + (" (per node)" if hop.per_node else "")))
-    e2e = end_to_end(direction)
-    if (e2e, SCOPE_ALL) in present:
-        out.append((e2e, SCOPE_ALL, f"{label(direction, e2e)}\n(all nodes converged)"))
+    for path in PATHS:
+        group = []
+        for hop in HOPS:
+            scope = SCOPE_NODE if hop.per_node else SCOPE_CLUSTER
+            if (hop.direction == direction and hop.path == path
+                    and (hop.name, scope) in present):
+                # the mesh's labels are longer: its "(per node)" goes on a line of its own
+                wrap = "\n" if path != KUBE_PROXY and len(hop.label) > 36 else " "
+                group.append((hop.name, scope,
+                              hop.label + (f"{wrap}(per node)" if hop.per_node else "")))
+        e2e = PATH_END_TO_END.get(path, {}).get(direction)
+        if e2e is not None and (e2e, SCOPE_ALL) in present:
+            group.append((e2e, SCOPE_ALL, f"{label(direction, e2e)}\n(all nodes converged)"))
+        if group:
+            out.append((path, group))
     return out
 
 
+def panels(hops: pd.DataFrame, direction: str) -> list[Panel]:
+    """(hop, scope, title) of every panel of a direction, in chain order, path by path."""
+    return [p for _, group in panel_groups(hops, direction) for p in group]
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The cells of a per-hop figure, row by row: (path, panel), or None for an empty cell
+    (a path's panels start on a row of their own); `headed`: whether paths get headings."""
+
+    cells: list[tuple[str, Panel] | None]
+    headed: bool
+
+    @property
+    def rows(self) -> int:
+        return max(1, -(-len(self.cells) // COLUMNS))
+
+
 def _per_hop_figure(hops: pd.DataFrame, direction: str, row_height: float, what: str
-                    ) -> tuple[Figure, pd.DataFrame, list[tuple[str, str, str]]]:
+                    ) -> tuple[Figure, pd.DataFrame, _Grid]:
     """The grid shared by the per-hop figures: one panel per hop present, a title, and a
-    "no data" panel (specs empty) when the runs have no trial of this direction."""
+    "no data" panel (no cells) when the runs have no trial of this direction.
+
+    With more than one path (a run with --mesh), each path's panels start on a row of their
+    own under the path's heading."""
     scoped = _direction(hops, direction)
-    specs = panels(scoped, direction)
-    fig = figure(4.2 * COLUMNS, row_height * max(1, -(-len(specs) // COLUMNS)) + 0.8)
+    groups = panel_groups(scoped, direction)
+    cells: list[tuple[str, Panel] | None] = []
+    for path, group in groups:
+        cells += [None] * (-len(cells) % COLUMNS) + [(path, p) for p in group]
+    grid = _Grid(cells, len(groups) > 1)
+    extra = _HEADING + _HEADING_GAP * (grid.rows - 1) if grid.headed else 0.0
+    fig = figure(4.2 * COLUMNS, row_height * grid.rows + 0.8 + extra)
     fig.suptitle(f"{TITLES.get(direction, direction)}: {what}", fontsize=14)
-    if not specs:
+    if not cells:
         no_data(fig.subplots(), f"no {direction} trials in these runs")
-    return fig, scoped, specs
+    return fig, scoped, grid
+
+
+_HEADING = 0.5       # inches over the first row for its path's heading
+_HEADING_GAP = 0.35  # more room between rows for the headings of the later paths
+
+
+def _axes(fig: Figure, grid: _Grid, *, bottom: float = 0.6, hspace: float = 0.95,
+          sharey: bool = False) -> list[tuple[Axes, Panel]]:
+    """An axes per panel of `grid` (as plotkit.panel_grid; empty cells hidden), and each
+    path's heading over its first row when the figure shows several paths."""
+    if grid.headed:
+        hspace += _HEADING_GAP
+    margins(fig, top=0.7 + (_HEADING if grid.headed else 0.0), bottom=bottom, hspace=hspace,
+            rows=grid.rows, columns=COLUMNS, wspace=0.35 if sharey else 0.9)
+    axes = plot_grid(fig, len(grid.cells), COLUMNS, sharey)
+    out, last = [], None
+    for ax, cell in zip(axes, grid.cells):
+        if sharey:
+            ax.tick_params(axis="y", labelleft=first_column(ax))
+        if cell is None:
+            ax.set_visible(False)
+            continue
+        path, panel = cell
+        if grid.headed and path != last:
+            fig.text(0.005, ax.get_position().y1 + 0.32 / fig.get_size_inches()[1],
+                     PATH_TITLES.get(path, f"{path} path"), fontsize=12, fontweight="bold",
+                     ha="left", va="bottom", color="#333333")
+        last = path
+        out.append((ax, panel))
+    return out
 
 
 def ecdf_figure(hops: pd.DataFrame, direction: str) -> Figure:
     """ECDF of every hop of `direction`, modes overlaid, log x where the values span > 10x."""
-    fig, scoped, specs = _per_hop_figure(hops, direction, 3.6,
+    fig, scoped, cells = _per_hop_figure(hops, direction, 3.6,
                                          "ECDF per hop, per-node hops pooled over nodes")
-    if not specs:
+    if not cells.cells:
         return fig
-    for ax, (hop, scope, title) in zip(panel_grid(fig, len(specs), COLUMNS, sharey=True),
-                                       specs):
+    for ax, (hop, scope, title) in _axes(fig, cells, sharey=True):
         _ecdf_panel(ax, _rows(scoped, hop, scope), title)
     return fig
 
 
 def box_figure(hops: pd.DataFrame, direction: str) -> Figure:
     """Box per hop x mode from censoring-aware quantiles: p25-p75 box, median, p1-p99."""
-    fig, scoped, specs = _per_hop_figure(
+    fig, scoped, cells = _per_hop_figure(
         hops, direction, 4.0, "latency per hop and mode "
         "(box p25–p75, line p50, whiskers p1–p99; ↑ = in the censored tail)")
-    if not specs:
+    if not cells.cells:
         return fig
-    for ax, (hop, scope, title) in zip(panel_grid(fig, len(specs), COLUMNS, bottom=0.85,
-                                                  hspace=1.3), specs):
+    for ax, (hop, scope, title) in _axes(fig, cells, bottom=0.85, hspace=1.3):
         _box_panel(ax, _rows(scoped, hop, scope), title)
     return fig
 
@@ -267,3 +341,79 @@ def _ratio_panel(ax: Axes, part: pd.DataFrame, direction: str) -> None:
     ax.set_xlabel("median ratio (log scale)")
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=9, loc="lower right")
+
+
+def paths_figure(hops: pd.DataFrame, comparison: pd.DataFrame) -> Figure:
+    """Mesh end to end against kube-proxy's on the same trials, per node, one row per direction:
+    left each pair (kube-proxy's on x, the mesh's on y, one point per node x trial), right the
+    ECDF of the per-pair ratio with its median and bootstrap interval (stats.compare_paths)."""
+    directions = [d for d in TITLES if len(comparison) and (comparison["direction"] == d).any()]
+    fig = figure(14, 1.3 + 4.2 * max(1, len(directions)))
+    fig.suptitle("Mesh path vs kube-proxy on the same trials: end to end per node × trial",
+                 fontsize=14)
+    if not directions:
+        no_data(fig.subplots(), "no trials measured on both paths")
+        return fig
+    margins(fig, hspace=1.0, wspace=0.9, rows=len(directions), columns=2)
+    axes = fig.subplots(len(directions), 2, squeeze=False)
+    for (left, right), direction in zip(axes, directions):
+        pairs = paired_end_to_end(hops, direction)
+        rows = comparison.loc[comparison["direction"] == direction]
+        _pairs_panel(left, pairs, rows, direction)
+        _pair_ratio_panel(right, pairs, rows, direction)
+    return fig
+
+
+def _pairs_panel(ax: Axes, pairs: pd.DataFrame, rows: pd.DataFrame, direction: str) -> None:
+    finite = []
+    for s, part in split(pairs):
+        ok = ~(part["censored"] | part["censored_base"]).to_numpy(bool)
+        x = part["latency_ms_base"].to_numpy(float)[ok]
+        y = part["latency_ms"].to_numpy(float)[ok]
+        finite += [x, y]
+        ax.scatter(x, y, s=18, color=s.color, alpha=0.7, edgecolor="none",
+                   label=n_label(s.label, len(part), int((~ok).sum()), " node × trials"))
+    values = np.concatenate(finite) if finite else np.array([])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size:
+        lo, hi = values.min() / 1.3, values.max() * 1.3
+        ax.plot([lo, hi], [lo, hi], color="#444444", linewidth=0.8, linestyle="--",
+                label="same latency")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        log_axis(ax, "x")
+        log_axis(ax, "y")
+    mesh = rows["hop"].iloc[0] if len(rows) else ""
+    base = rows["baseline_hop"].iloc[0] if len(rows) else ""
+    ax.set_title(f"{TITLES.get(direction, direction)}: pairs", fontsize=11)
+    ax.set_xlabel(f"kube-proxy: {label(direction, base)} (ms, log)", fontsize=9)
+    ax.set_ylabel(f"{label(direction, mesh)} (ms, log)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def _pair_ratio_panel(ax: Axes, pairs: pd.DataFrame, rows: pd.DataFrame,
+                      direction: str) -> None:
+    for s, part in split(pairs):
+        unknown = (part["censored"] | part["censored_base"]).to_numpy(bool)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = part["latency_ms"].to_numpy(float) / part["latency_ms_base"].to_numpy(float)
+        row = rows.loc[(rows["proxy_mode"] == s.proxy_mode) & (rows["scenario"] == s.scenario)]
+        text = s.label
+        if len(row):
+            r = row.iloc[0]
+            ci = "" if np.isnan(r["ratio_lo"]) else f" [{r['ratio_lo']:.2f}, {r['ratio_hi']:.2f}]"
+            text += f": median {r['ratio']:.2f}{ci}"
+            if np.isfinite(r["ratio"]) and r["ratio"] > 0:
+                ax.axvline(r["ratio"], color=s.color, linestyle=s.linestyle, linewidth=0.8)
+                if np.isfinite(r["ratio_lo"]) and np.isfinite(r["ratio_hi"]):
+                    ax.axvspan(r["ratio_lo"], r["ratio_hi"], color=s.color, alpha=0.12)
+        _ecdf(ax, np.where(unknown, np.nan, ratio), unknown, s.color, s.linestyle,
+              n_label(text, len(part), int(unknown.sum())))
+    ax.axvline(1.0, color="#444444", linewidth=1)
+    finite = (pairs["latency_ms"] / pairs["latency_ms_base"]).to_numpy(float)
+    if wants_log(np.r_[finite, 1.0]):
+        log_axis(ax, "x")
+    level = f"{rows['ci'].iloc[0]:.0%}" if len(rows) else ""
+    _style_ecdf(ax, f"{TITLES.get(direction, direction)}: mesh / kube-proxy per node × trial "
+                f"(median, {level} bootstrap CI)", "ratio (< 1: the mesh is faster)")
