@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.frame import label
+from analysis.frame import MESH, has_mesh, label
 from analysis.headline import DirectionAnswer, ModeAnswer, Quantile, headline
 from analysis.load import KEY_PROVENANCE, RunData, load_runs
 from analysis.plotkit import fmt_ms
-from analysis.plots import FIGURES, render_all, sli_of
+from analysis.plots import FIGURES, MESH_CAPTIONS, MESH_FIGURES, render_all, sli_of
 from analysis.report_growth import growth_section
 from analysis.stats import Settings, Tables, summary_tables
 from bench.results.schema import instruments as mode_instruments
@@ -32,6 +32,8 @@ CSV_FILES = {"summary_csv": ("summary", "summary.csv"),
              "ratios_csv": ("ratios", "mode_ratios.csv"),
              "nodes_csv": ("nodes", "node_stats.csv"),
              "spread_csv": ("spread", "node_spread.csv")}
+#: written only for runs with the mesh path: stats.compare_paths
+MESH_CSV = ("mesh_csv", "mesh_vs_kube_proxy.csv")
 HTML_FILE = "report.html"
 OPENING_FIGURE = "waterfall"  # shown beside the answer, not again among the figures
 
@@ -41,7 +43,8 @@ def write_report(run_dirs: Iterable[Path | str] | Path | str, out_dir: Path | st
     """Write every figure (<name>.png), the CSV tables and report.html into `out_dir`.
 
     Returns name -> path: one key per figure of `analysis.plots.FIGURES`, plus
-    summary_csv, ratios_csv, nodes_csv, spread_csv and html (report.html); for a sweep
+    summary_csv, ratios_csv, nodes_csv, spread_csv and html (report.html); for runs with
+    the mesh path also the figures of `MESH_FIGURES` and mesh_csv; for a sweep
     (runs with more than one point) also growth_csv, growth_exponents_csv and one key per
     `analysis.plots_growth.GROWTH_FIGURES`. Raises an
     `errors.AnalysisError` on bad input, e.g. `ProvenanceMismatch` for runs that must not
@@ -57,6 +60,10 @@ def write_report(run_dirs: Iterable[Path | str] | Path | str, out_dir: Path | st
     for key, (attr, name) in CSV_FILES.items():
         frame: pd.DataFrame = getattr(tables, attr)
         frame.to_csv(out / name, index=False)
+        paths[key] = out / name
+    if has_mesh(data.hops) and tables.paths is not None:
+        key, name = MESH_CSV
+        tables.paths.to_csv(out / name, index=False)
         paths[key] = out / name
     extra, growth = growth_section(data, out, cfg, _figure)  # a sweep only; else nothing
     paths.update(extra)
@@ -75,8 +82,9 @@ def render_html(data: RunData, tables: Tables, figures: dict[str, Path],
          f"{len(data.runs)} run(s); {cfg.confidence:.0%} bootstrap intervals "
          f"({cfg.n_boot} trial resamples, seed {cfg.seed})</p>"),
         _warnings(data, tables),
-        _answer(headline(data, tables), figures.get(OPENING_FIGURE)),
+        _answer(headline(data, tables), figures.get(OPENING_FIGURE), has_mesh(data.hops)),
         *([growth] if growth else []),
+        *([mesh_section(data, tables, figures)] if has_mesh(data.hops) else []),
         "<h2>Runs</h2>", _table(data.runs), _run_json(data),
         "<h2>Instruments</h2>",
         ("<p>The run's checks of itself, per run and mode (run.json <code>modes</code>): "
@@ -102,7 +110,7 @@ def render_html(data: RunData, tables: Tables, figures: dict[str, Path],
     return _PAGE.format(body="\n".join(body))
 
 
-def _answer(modes: list[ModeAnswer], waterfall: Path | None) -> str:
+def _answer(modes: list[ModeAnswer], waterfall: Path | None, mesh: bool = False) -> str:
     """The opening: per mode, end to end on the slowest node and the hop it goes to."""
     if not modes:
         return "<section id=answer><p><i>no end-to-end hops in these runs</i></p></section>"
@@ -111,7 +119,8 @@ def _answer(modes: list[ModeAnswer], waterfall: Path | None) -> str:
     fig = ""
     if waterfall is not None:
         spec = next(s for s in FIGURES if s.name == OPENING_FIGURE)
-        fig = _figure(spec.name, spec.caption, waterfall)
+        caption = MESH_CAPTIONS.get(spec.name, spec.caption) if mesh else spec.caption
+        fig = _figure(spec.name, caption, waterfall)
     parts = [p for m in modes for d in m.directions for p in d.parts]
     odd = (" A share can exceed 100 %: medians do not add up, and a hop can be negative (the "
            "rule can appear before kube-proxy reports its sync done)."
@@ -126,7 +135,7 @@ def _answer(modes: list[ModeAnswer], waterfall: Path | None) -> str:
 
 def _direction_answer(d: DirectionAnswer) -> str:
     cens = f", {d.n_censored} censored" if d.n_censored else ""
-    what = d.label.removeprefix("end to end: ")
+    what = d.label.removeprefix("end to end: ").removeprefix("mesh end to end: ")
     kind = {"add": "Add", "remove": "Removal", "restart": "kube-proxy restart"}.get(
         d.direction, d.direction)
     head = (f"<p class=e2e><b>{kind}</b> "
@@ -140,6 +149,59 @@ def _direction_answer(d: DirectionAnswer) -> str:
     return (head + f"<p class=why>Dominant hop: <b>{html.escape(top.label)}</b>, median "
             f"{fmt_ms(top.median_ms)}{share}. Why: {html.escape(d.why)}</p>"
             f"<p class=steps>medians on the slowest node: {steps}</p>")
+
+
+def mesh_section(data: RunData, tables: Tables, figures: Mapping[str, Path]) -> str:
+    """The "Mesh path" section (runs with --mesh only): the mesh's end to end against
+    kube-proxy's on the same trials, the mesh's own answer, and its figures."""
+    comparison = tables.paths if tables.paths is not None else pd.DataFrame()
+    answers = headline(data, tables, MESH)
+    text = "".join(f"<h3>{html.escape(m.proxy_mode)}</h3>"
+                   + "".join(_direction_answer(d) for d in m.directions) for m in answers)
+    return "\n".join([
+        "<section id=mesh><h2>Mesh path</h2>",
+        ("<p>The same trials measured on a second discovery path: the mesh's control plane "
+         "(istiod) reads the same EndpointSlice, pushes the endpoints over xDS (EDS) to a "
+         "proxyless gRPC client on each node, whose balancer and picker take the pod in or "
+         "out; its chain and hops are in the waterfall, the ECDF and box figures and the "
+         "tables above (their mesh rows). Here each node's end to end on the mesh is paired "
+         "with kube-proxy's on the same trial and node: the medians of both, and the median "
+         "of the per-pair ratios mesh / kube-proxy (&lt; 1: the mesh is faster) with its "
+         "bootstrap interval (trials resampled). A pair with either side censored has an "
+         "unknown ratio and counts as censored.</p>"),
+        _table(_paths_view(comparison)),
+        ("<p class=note>The mesh's end to end on the slowest node of each trial, and the hop "
+         "it goes to (as in the answer above).</p>"),
+        text or "<p><i>no mesh end-to-end hops at all nodes</i></p>",
+        *(_figure(spec.name, spec.caption, figures[spec.name]) for spec in MESH_FIGURES
+          if spec.name in figures),
+        "</section>",
+    ])
+
+
+def _paths_view(comparison: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in comparison.iterrows():
+        ratio = "censored" if r["ratio_censored"] else f"{r['ratio']:.2f}" + (
+            "" if np.isnan(r["ratio_lo"]) else f" [{r['ratio_lo']:.2f}, {r['ratio_hi']:.2f}]")
+        rows.append({
+            "direction": r["direction"], "scenario": r["scenario"], "mode": r["proxy_mode"],
+            "pairs (node × trial)": f"{r['n_pairs']} ({r['n_trials']} trials"
+                                    + (f", {r['n_censored']} censored)" if r["n_censored"]
+                                       else ")"),
+            "mesh hop": label(r["direction"], r["hop"]),
+            "kube-proxy hop": label(r["direction"], r["baseline_hop"]),
+            "mesh p50": _pq(r, "p50"), "kube-proxy p50": _pq(r, "baseline_p50"),
+            "mesh / kube-proxy (median ratio)": ratio,
+        })
+    return pd.DataFrame(rows)
+
+
+def _pq(r: pd.Series, name: str) -> str:
+    value, lo, hi = r[f"{name}_ms"], r[f"{name}_lo_ms"], r[f"{name}_hi_ms"]
+    if np.isposinf(value):
+        return "censored"
+    return fmt_ms(value) + ("" if np.isnan(lo) else f" [{fmt_ms(lo)}, {fmt_ms(hi)}]")
 
 
 def _answer_q(q: Quantile) -> str:
