@@ -328,3 +328,66 @@ def hops_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def latencies(values: list[float | None], **common: Any) -> list[dict[str, Any]]:
     """One hand-written row per value, trials numbered 0.. (None = censored)."""
     return [{**common, "trial": i, "latency_ms": v} for i, v in enumerate(values)]
+
+
+#: medians (ms) of the mesh's steps in `add_mesh`: istiod's debounce dominates
+MESH_STEP_MS = {"seen": 1.0, "debounce": 100.0, "send": 1.0, "eds": 1.5, "lb": 1.0,
+                "picker": 4.0, "rpc": 3.0}
+
+
+def add_mesh(path: Path | str, seed: int = 0) -> Path:
+    """Append mesh-path hop rows (schema Hop.path "mesh") to a `make_run` directory's
+    hops.parquet, for every add and remove transition and node, as a run with --mesh has
+    them beside kube-proxy's: cluster-level rows, one per node and the all-nodes max.
+
+    Every mesh hop of the schema is derived from event times (ms after T2 / R2), so hops
+    the schema adds between events are covered; the mesh shares T1 → T2 (R1 → R2) with
+    kube-proxy's chain; no request fails (a 0 ms failure window) and nothing is censored."""
+    out = Path(path)
+    hops = pd.read_parquet(out / "hops.parquet")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for direction, first in (("add", "ready_to_slice"), ("remove", "unready_to_slice")):
+        base = hops.loc[(hops["direction"] == direction) & (hops["hop"] == first)]
+        nodes = sorted(set(hops.loc[hops["direction"] == direction, "node"])
+                       - {CLUSTER, ALL_NODES})
+        if base.empty or not nodes:
+            continue
+        n, k = len(base), len(nodes)
+
+        def ms(step: str, shape: Any) -> np.ndarray:
+            return np.asarray(rng.lognormal(np.log(MESH_STEP_MS[step]), 0.3, shape))
+
+        t = {Ev.SLICE_READY if direction == "add" else Ev.SLICE_UNREADY: np.zeros((n, 1)),
+             Ev.POD_READY if direction == "add" else Ev.POD_UNREADY:
+                 -base["latency_ms"].to_numpy(float)[:, None],
+             Ev.MESH_SLICE_SEEN: ms("seen", (n, 1))}
+        t[Ev.MESH_PUSH] = t[Ev.MESH_SLICE_SEEN] + ms("debounce", (n, 1))
+        t[Ev.EDS_SENT] = t[Ev.MESH_PUSH] + ms("send", (n, k))
+        t[Ev.EDS_RECEIVED] = t[Ev.EDS_SENT] + ms("eds", (n, k))
+        t[Ev.LB_UPDATE] = t[Ev.EDS_RECEIVED] + ms("lb", (n, k))
+        t[Ev.PICKER_READY] = t[Ev.LB_UPDATE] + ms("picker", (n, k))
+        t[Ev.MESH_FIRST] = t[Ev.PICKER_READY] + ms("rpc", (n, k))
+        t[Ev.MESH_LAST] = t[Ev.LB_UPDATE] - 1.0
+        keys = base[["run_id", "trial", "service", "scenario", "proxy_mode", "point",
+                     "direction"]].reset_index(drop=True)
+        for hop in HOPS:
+            if hop.direction != direction or hop.path != "mesh":
+                continue
+            failures = hop.end == Ev.MESH_FAIL_LAST  # none: a 0 ms window, as assemble has it
+            lat = np.zeros((n, k)) if failures else t[hop.end] - t[hop.start]
+            common = {"hop": hop.name, "start_event": hop.start, "end_event": hop.end,
+                      "censored": False, "censor_reason": "", "resolution_ms": 0.0,
+                      "value": 0.0 if failures else np.nan}
+            if not hop.per_node:
+                rows.append(keys.assign(node=CLUSTER, latency_ms=lat[:, 0], **common))
+                continue
+            lat = np.broadcast_to(lat, (n, k))
+            for j, node in enumerate([*nodes, ALL_NODES]):
+                col = lat.max(axis=1) if node == ALL_NODES else lat[:, j]
+                rows.append(keys.assign(node=node, latency_ms=col, **common))
+    mesh = pd.concat(rows, ignore_index=True)
+    mesh["flag"] = np.where(mesh["latency_ms"] < 0, "negative", "")
+    pd.concat([hops, mesh[HOP_COLUMNS]], ignore_index=True).to_parquet(
+        out / "hops.parquet", index=False)
+    return out
