@@ -169,10 +169,18 @@ class Kube:
         api.transport_factory, api.server = transport, server
         if self._parent is not None:  # the same credentials, loaded once
             api.auth = self._parent._api.auth
-            return api
+        else:
+            try:
+                await api.auth.reauthenticate()
+            except Exception as exc:  # noqa: BLE001 - kr8s raises many types for bad files
+                raise UserError(f"kubeconfig {self.kubeconfig} is not usable: "
+                                f"{first_line(exc)}") from None
+        # the session now, not at the first request: kr8s makes it lazily, after an await,
+        # so concurrent first requests each made one and closed the one before (a fill's
+        # first 64 requests left 44 connections to be opened again)
         try:
-            await api.auth.reauthenticate()
-        except Exception as exc:  # noqa: BLE001 - kr8s raises many types for bad files
+            await api._create_session()
+        except (OSError, ValueError) as exc:  # the kubeconfig's certificates
             raise UserError(f"kubeconfig {self.kubeconfig} is not usable: "
                             f"{first_line(exc)}") from None
         return api

@@ -25,7 +25,7 @@ def run_root() -> Path:
 
 
 def shipped(name: str) -> Path:
-    """A data directory that ships with the package (`workloads`, `kind-configs`).
+    """A data directory that ships with the package (`workloads`, `kind-configs`, `meshclient`).
 
     A wheel carries them inside the package (bench/_shipped/, see pyproject.toml); a source
     checkout or an editable install reads them at the repository root.

@@ -26,6 +26,8 @@ SYNC_TIMESTAMP = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
 SYNC_DURATION = "kubeproxy_sync_proxy_rules_duration_seconds"  # every sync, full or partial
 #: kube-proxy's histogram of object change -> rules programmed (seconds)
 NETWORK_PROGRAMMING = "kubeproxy_network_programming_duration_seconds"
+#: istiod's histogram of push start (after debounce) -> sent to a client (seconds)
+MESH_CONVERGENCE = "pilot_proxy_convergence_time"
 #: every component's build info; the version is in its `git_version` label
 BUILD_INFO = "kubernetes_build_info"
 

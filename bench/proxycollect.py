@@ -33,6 +33,7 @@ class ModeStats:
         self.connect_before = agents.connect_histograms()
         self.banked: dict[str, proxystats.ProxyStats] = {}
         self.banked_sli: dict[str, SliBuckets] = {}
+        self.mesh_before = self._mesh_metrics()
 
     def cut(self, node: str) -> None:
         """kube-proxy on `node` is about to restart: bank its counts so far."""
@@ -68,10 +69,19 @@ class ModeStats:
             out["etcd_rss_bytes"] = rss["etcd"]
         if rss.get("istiod"):
             out["istiod_rss_bytes"] = rss["istiod"]
+        if self.mesh_before is not None and (after := self._mesh_metrics()) is not None:
+            out["mesh_sli"] = sli_delta(
+                sli_buckets({"istiod": self.mesh_before}, prom.MESH_CONVERGENCE),
+                sli_buckets({"istiod": after}, prom.MESH_CONVERGENCE))
         errors = self.agents.mesh_errors()
         if errors:
             out["mesh_client_errors"] = errors
         return out
+
+    def _mesh_metrics(self) -> str | None:
+        """The mesh control plane's /metrics text, where the provider reaches it."""
+        get = getattr(self.provider, "mesh_metrics", None)
+        return get() if get is not None else None
 
     def _apiserver_rss(self) -> int | None:
         try:
@@ -98,15 +108,17 @@ def lines(block: ModeBlock, elapsed_s: float) -> list[str]:
     return out
 
 
-def sli_buckets(metrics: dict[str, str]) -> dict[str, SliBuckets]:
-    """kubeproxy_network_programming_duration_seconds buckets per node (cumulative); an
-    empty text (no base: a node whose kube-proxy just restarted) gives no buckets."""
+def sli_buckets(metrics: dict[str, str], name: str = prom.NETWORK_PROGRAMMING
+                ) -> dict[str, SliBuckets]:
+    """kubeproxy_network_programming_duration_seconds (or `name`'s) buckets per node
+    (cumulative); an empty text (no base: a node whose kube-proxy just restarted) gives no
+    buckets."""
     out: dict[str, SliBuckets] = {}
     for node, text in metrics.items():
         try:
-            h = prom.histogram(prom.parse(text), prom.NETWORK_PROGRAMMING)
+            h = prom.histogram(prom.parse(text), name)
         except prom.MetricsParseError:
-            h = prom.histogram([], prom.NETWORK_PROGRAMMING)
+            h = prom.histogram([], name)
         out[node] = {"buckets_s": [prom.bound_label(b) for b in h.upper_bounds_s],
                      "counts": h.counts}
     return out

@@ -28,6 +28,7 @@ class MeshKind:
     summary: str       # one line for `--help` and errors
     client: str        # the node-side client the agents run (bench.agent.meshclient)
     xds_port: int      # where its discovery server listens
+    monitoring_port: int  # its /metrics (the convergence histogram)
     local: str         # module whose start(spec, api, start_fn, log_hint) brings it up locally
 
 
@@ -75,4 +76,5 @@ class LocalMesh(Protocol):
 
 
 register(MeshKind("istio", "istiod (pilot-discovery) with proxyless gRPC clients on every node",
-                  client="meshclient", xds_port=15010, local="bench.mesh.istio.local"))
+                  client="meshclient", xds_port=15010, monitoring_port=15014,
+                  local="bench.mesh.istio.local"))

@@ -19,6 +19,7 @@ from bench.cluster.local.spec import API_PORT, ClusterSpec
 from bench.cluster.toolset import Toolset, find_toolset
 from bench.errors import ClusterError, UserError
 from bench.kube import Kube
+from bench.mesh import registry as meshes
 from bench.providers.podproxy import TOKEN_HEADER
 from bench.sources.agents import Transport
 
@@ -108,6 +109,19 @@ class LocalProvider:
         (state.json `mesh`); None without one. Optional Provider method."""
         mesh = live.read_state(self.spec).get("mesh")
         return dict(mesh) if self.spec.mesh and mesh else None
+
+    def mesh_metrics(self) -> str | None:
+        """The local istiod's /metrics text (its monitoring port on the control-plane
+        namespace's loopback); None without a mesh or when it does not answer."""
+        if (mesh := self.mesh()) is None:
+            return None
+        port = meshes.get(mesh["name"]).monitoring_port
+        try:
+            status, body = nshttp.get(self.spec.cp_ns, "127.0.0.1", port, "/metrics",
+                                      timeout=5.0)
+        except OSError:
+            return None
+        return body if status == 200 else None
 
     def start_agents(self, token: str, probe_interval_ms: float) -> list[Transport]:
         self.stop_agents()

@@ -66,6 +66,8 @@ class ModeBlock(TypedDict, total=False):
     mesh: str                            # the mesh measured beside kube-proxy (--mesh)
     mesh_client_errors: dict[str, list[str]]  # node -> what its mesh client reported
     istiod_rss_bytes: int                # the local istiod's, at the mode's end
+    mesh_sli: dict[str, Any]             # {"istiod": {buckets_s, counts}}: istiod's
+    #                                      pilot_proxy_convergence_time over the mode
     mesh_client_cpu_fraction: dict[str, float]  # per node, the Go mesh client's (not in
     #                                             agent_cpu_fraction: not a reaped child)
 

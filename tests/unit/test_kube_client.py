@@ -15,6 +15,7 @@ import json
 import ssl
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -153,8 +154,9 @@ def test_client_certificate_against_a_mutual_tls_server(tmp_path: Path) -> None:
             assert kube.get("/api/v1/nodes") == {"cn": "admin", "auth": None}
         server_cert = str(tmp_path / "server.crt")
         path.write_text(path.read_text().replace(str(tmp_path / "admin.crt"), server_cert))
-        with Kube(path) as kube, pytest.raises(ApiUnreachable):  # key does not match cert
-            kube.get("/api/v1/nodes")
+        # a key that does not match its certificate: refused at once, in one line
+        with pytest.raises(UserError, match="is not usable: .*KEY_VALUES_MISMATCH"):
+            Kube(path)
 
 
 def test_bad_kubeconfigs_are_user_errors(tmp_path: Path) -> None:
@@ -260,9 +262,11 @@ def test_requests_in_flight_reuse_their_connections(tmp_path: Path) -> None:
     """The background fill keeps KEEPALIVE requests in flight. Each connection the client
     does not keep is a new TLS handshake at the next request (httpx keeps 20 by default:
     a 5,000-Service fill spent 9.6 % of the API server's CPU on handshakes). Two rounds of
-    KEEPALIVE concurrent requests open exactly KEEPALIVE connections: the server holds
-    each round's requests until all of them are in, so each round needs that many at once
-    however slowly a loaded machine starts them."""
+    KEEPALIVE concurrent requests open KEEPALIVE connections, not the 108 of httpx's
+    default pool: the server holds each round's requests until all of them are in, so each
+    round needs that many at once however slowly a loaded machine starts them. (A response
+    goes back to the pool on the client's event loop a moment after its caller has it: on
+    a loaded machine a few of round two's requests can open a connection of their own.)"""
     from concurrent.futures import ThreadPoolExecutor
 
     from bench.kube import KEEPALIVE
@@ -288,4 +292,5 @@ def test_requests_in_flight_reuse_their_connections(tmp_path: Path) -> None:
         with Kube(path) as kube, ThreadPoolExecutor(KEEPALIVE) as pool:
             for _ in range(2):
                 list(pool.map(lambda _: kube.get("/api/v1/nodes"), range(KEEPALIVE)))
-    assert len(connections) == KEEPALIVE
+                time.sleep(0.5)  # the pool takes the connections back
+    assert KEEPALIVE <= len(connections) <= KEEPALIVE * 5 // 4

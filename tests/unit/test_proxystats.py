@@ -4,6 +4,7 @@ agents' connect-time histograms, and the quantiles read off bucket counts."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -241,3 +242,46 @@ def test_a_cut_without_metrics_loses_that_segment_only() -> None:
     agents.now = {"n1": "# error: agent on n1: timed out"}
     stats.cut("n1")
     assert stats.banked == {} and stats.kp_before == start  # the next cut or end still works
+
+
+def _convergence(counts: dict[str, int], total: float) -> str:
+    lines = ["# TYPE pilot_proxy_convergence_time histogram"]
+    lines += [f'pilot_proxy_convergence_time_bucket{{le="{le}"}} {n}' for le, n in counts.items()]
+    n = list(counts.values())[-1]
+    lines += [f"pilot_proxy_convergence_time_sum {total}",
+              f"pilot_proxy_convergence_time_count {n}"]
+    return "\n".join(lines) + "\n"
+
+
+class _MeshProvider:
+    """A provider whose mesh control plane answers /metrics from a list of pages."""
+
+    def __init__(self, pages: list[str | None]) -> None:
+        self.pages = pages
+
+    def mesh_metrics(self) -> str | None:
+        return self.pages.pop(0)
+
+
+def test_the_mesh_convergence_histogram_is_the_modes_difference() -> None:
+    """istiod's pilot_proxy_convergence_time counts from its start: the mode's share is
+    the end page minus the start page, per bucket, under the key `istiod`."""
+    before = _convergence({"0.1": 20, "0.5": 22, "+Inf": 22}, 1.0)
+    after = _convergence({"0.1": 50, "0.5": 53, "+Inf": 54}, 2.0)
+    provider: Any = _MeshProvider([before, after])
+    agents: Any = _Agents()
+    stats = proxycollect.ModeStats(provider, agents, {})
+    stats._component_rss = dict  # type: ignore[method-assign]
+    stats._apiserver_rss = lambda: None  # type: ignore[method-assign]
+    block = stats.block({})
+    assert block["mesh_sli"]["istiod"]["counts"] == [30, 1, 1]
+    assert block["mesh_sli"]["istiod"]["buckets_s"] == [0.1, 0.5, "+Inf"]
+
+
+def test_no_mesh_no_mesh_sli() -> None:
+    provider: Any = _MeshProvider([None, None])
+    agents: Any = _Agents()
+    stats = proxycollect.ModeStats(provider, agents, {})
+    stats._component_rss = dict  # type: ignore[method-assign]
+    stats._apiserver_rss = lambda: None  # type: ignore[method-assign]
+    assert "mesh_sli" not in stats.block({})
