@@ -4,10 +4,12 @@ endpoints (M3[n]).
 
 The log is read after each trial (like the audit log), from the size it had when the
 mode began. For a trial, against the harness's slice stamp T2 (R2 for a removal):
-- M1 is the first `Handle EDS endpoint` line of the Service at or after T2 - SLACK: istiod
-  watches the API server too and may hear of the slice a little before the harness does
-  (a negative hop then shows it); the Service's previous slice event is a whole pod start
-  or more before it;
+- M1 is the `Handle EDS endpoint` line of the Service nearest T2, within SLACK either side:
+  istiod watches the API server too and hears of the slice a few ms before or after the
+  harness does (a negative hop then shows it). Not the first one from T2 - SLACK on: a new
+  pod's slice changes twice close together (its IP in, not ready; then ready, 50-130 ms
+  later when both readiness probes pass at once), and the first of the two is not the
+  trial's. The other candidates are kept in the row's detail;
 - M2 is the first debounce end at or after M1;
 - M3[n] is the first EDS push to node n's client of the Service at or after M2.
 Every trial also carries the MESH_PATH marker: the timeline derives mesh hops (censored
@@ -91,11 +93,14 @@ class IstiodLog:
             return row(ref, event, t, source=SOURCE, resolution_ns=LOG_RESOLUTION_NS,
                        pod=pod, pod_ip=ip, detail=detail or None, **kw)
 
-        m1 = _first_at(self.slices.get(f"{self.namespace}/{ref.service}", []),
-                       t2["t_ns"] - SLACK_NS)
-        if m1 is None:
+        t = t2["t_ns"]
+        near = [s for s in self.slices.get(f"{self.namespace}/{ref.service}", [])
+                if abs(s - t) <= SLACK_NS]
+        if not near:
             return out
-        out.append(stamp(Ev.MESH_SLICE_SEEN, m1))
+        m1 = min(near, key=lambda s: abs(s - t))
+        out.append(stamp(Ev.MESH_SLICE_SEEN, m1, candidates_ms=[
+            round((s - t) / 1e6, 3) for s in near]))
         m2 = _first_at(self.pushes, m1)
         if m2 is None:
             return out

@@ -1,0 +1,65 @@
+"""istiod's log lines (as pilot-discovery of the pinned version writes them) into the
+mesh chain's control-plane stamps M1-M3, and the choice of the trial's own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.mesh.istio import logparse
+from bench.results.schema import Ev
+from bench.sources.base import TrialRef, row
+from bench.sources.istiod import IstiodLog
+
+# real lines (2026-12-06, release-1.31 pseudo-version), one per kind, plus noise
+LINES = """\
+2026-12-06T13:40:42.239752Z\tdebug\tkube\tPod hbmesh/grpc1-786786bb75-5ll7z has no IP
+2026-12-06T13:40:42.779202Z\tdebug\tkube\tHandle EDS endpoint grpc1 update in namespace hbmesh
+2026-12-06T13:40:42.779292Z\tdebug\tkube\ttriggering EDS push for [grpc1.hbmesh.svc.cluster.local] in namespace hbmesh
+2026-12-06T13:40:42.806570Z\tdebug\tkube\tHandle EDS endpoint grpc1 update in namespace hbmesh
+2026-12-06T13:40:42.907195Z\tinfo\tads\tPush debounce stable[14] 2 for config Endpoints/hbmesh/grpc1.hbmesh.svc.cluster.local: 100.358242ms since last change, 127.82658ms since last push, forced=false
+2026-12-06T13:40:42.908047Z\tdebug\tads\tCDS: PUSH for node:hbmesh-n1-grpc1.hbmesh resources:1 size:151B
+2026-12-06T13:40:42.909012Z\tdebug\tads\tEDS: PUSH INC for node:hbmesh-n1-grpc1.hbmesh resources:1 size:320B empty:0 cached:0/1
+2026-12-06T13:40:42.911012Z\tinfo\tads\tEDS: PUSH for node:hbmesh-n2-grpc1.hbmesh resources:1 size:320B empty:0 cached:0/1
+2026/12/06 13:48:53 INFO memory is not limited, skipping
+"""
+T = 1796564442_000_000_000  # 2026-12-06T13:40:42Z
+
+
+def test_each_kind_of_line_and_nothing_else() -> None:
+    stamps = [s for ln in LINES.splitlines() if (s := logparse.parse_line(ln))]
+    assert [(s.kind, s.key) for s in stamps] == [
+        ("slice", "hbmesh/grpc1"), ("slice", "hbmesh/grpc1"), ("push", ""),
+        ("eds", "hbmesh-n1-grpc1.hbmesh"), ("eds", "hbmesh-n2-grpc1.hbmesh")]
+    assert stamps[0].t_ns == T + 779_202_000  # microseconds kept
+    assert logparse.proxy_id("n1", "grpc1", "hbmesh") == "hbmesh-n1-grpc1.hbmesh"
+
+
+def _trial(tmp_path: Path, t2_ns: int) -> list[dict[str, object]]:
+    log = tmp_path / "istiod.log"
+    log.write_text("")
+    src = IstiodLog(log, "hbmesh", ["n1", "n2"], "istio")
+    log.write_text(LINES)
+    ref = TrialRef("r", 3, "grpc1", "scale-up", "iptables", "add")
+    t2 = row(ref, Ev.SLICE_READY, t2_ns, source="api-watch", pod="p", pod_ip="10.244.0.7")
+    return [dict(r) for r in src.events_for(ref, [t2])]
+
+
+def test_the_slice_event_nearest_the_harnesss_is_the_trials(tmp_path: Path) -> None:
+    """Two slice events 27 ms apart (the pod's IP, then its readiness): the harness saw the
+    slice at .805; the nearer one (.8066) is M1, the earlier one only a candidate."""
+    rows = _trial(tmp_path, T + 805_000_000)
+    by = {(r["event"], r["node"]): r for r in rows}
+    assert by[(Ev.MESH_PATH, "")]["detail"] == json.dumps({"mesh": "istio"})
+    m1 = by[(Ev.MESH_SLICE_SEEN, "")]
+    assert m1["t_ns"] == T + 806_570_000
+    assert json.loads(str(m1["detail"]))["candidates_ms"] == [-25.798, 1.57]
+    assert by[(Ev.MESH_PUSH, "")]["t_ns"] == T + 907_195_000
+    assert by[(Ev.EDS_SENT, "n1")]["t_ns"] == T + 909_012_000
+    assert by[(Ev.EDS_SENT, "n2")]["t_ns"] == T + 911_012_000
+    assert all(r["resolution_ns"] == 1_000 for r in rows if r["event"] != Ev.MESH_PATH)
+
+
+def test_no_slice_event_near_the_trial_leaves_only_the_marker(tmp_path: Path) -> None:
+    rows = _trial(tmp_path, T + 5_000_000_000)
+    assert [r["event"] for r in rows] == [Ev.MESH_PATH]
