@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (real log lines, kept whole)
 """istiod's log lines (as pilot-discovery of the pinned version writes them) into the
 mesh chain's control-plane stamps M1-M3, and the choice of the trial's own."""
 
