@@ -8,9 +8,14 @@ bookworm rootfs (cached as one layer tarball, keyed by its recipe), and the agen
 goes on top as a second, small layer (bench.build.images). The archive is imported into a
 cluster's containerd with `ctr images import` (bench.cluster.local.cluster.import_images).
 
+With `mesh=True` (`--mesh`) the agent layer also carries the proxyless gRPC mesh client
+(meshclient, built through the Go module proxy by bench.build.meshbuild) at MESH_CLIENT,
+for `run --kubeconfig --mesh istio`; its bytes are part of the tag, so a rebuilt client
+is a new image. Without it the image is the same as before, and no Go build is needed.
+
 debootstrap talks only to the Debian mirror this machine's apt is configured with.
 
-    python -m bench.build.agentimage [--force] [--import-into CLUSTER]
+    python -m bench.build.agentimage [--force] [--mesh] [--import-into CLUSTER]
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from pathlib import Path
 
 from bench import __version__
 from bench.build.images import ImageSpec, dir_layer, write_archive
-from bench.errors import BuildError, HopbenchError, PrerequisiteError
+from bench.errors import BuildError, HopbenchError, PrerequisiteError, UserError
 from bench.paths import cache_dir, shipped
 
 Say = Callable[[str], None]
@@ -39,6 +44,7 @@ REPO = "localhost/hopbench/agent"
 PKG_ROOT = Path(__file__).resolve().parents[1]  # bench/
 ENTRYPOINT = shipped("workloads") / "agent" / "entrypoint.sh"
 IN_IMAGE = "/opt/hopbench"
+MESH_CLIENT = f"{IN_IMAGE}/bin/meshclient"  # bench.providers.kubeconfig.deploy passes it
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 #: what the rootfs layer holds left out: docs, manuals, translations and apt's caches
 PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
@@ -78,26 +84,52 @@ def work_dir() -> Path:
     return cache_dir() / "agent-image"
 
 
-def agent_files() -> dict[str, Path]:
-    """In-image path -> host file: the agent package (stdlib only) and the entrypoint."""
+def agent_files(mesh_client: Path | None = None) -> dict[str, Path]:
+    """In-image path -> host file: the agent package (stdlib only) and the entrypoint;
+    the mesh client binary too when given."""
     files = {f"{IN_IMAGE}/bench/__init__.py": PKG_ROOT / "__init__.py",
              f"{IN_IMAGE}/entrypoint.sh": ENTRYPOINT}
     for py in sorted((PKG_ROOT / "agent").glob("*.py")):
         files[f"{IN_IMAGE}/bench/agent/{py.name}"] = py
+    if mesh_client is not None:
+        files[MESH_CLIENT] = mesh_client
     return files
 
 
-def image_tag(recipe: Recipe = RECIPE) -> str:
-    """`<harness version>-<hash of rootfs recipe and agent sources>`: a changed agent is a
-    new tag, so a node never runs a stale image that happens to be present."""
+def image_tag(recipe: Recipe = RECIPE, mesh_client: Path | None = None) -> str:
+    """`<harness version>-<hash of rootfs recipe and agent files>`: a changed agent (or mesh
+    client binary) is a new tag, so a node never runs a stale image that happens to be
+    present."""
     h = hashlib.sha256(recipe.key().encode())
-    for inside, host in sorted(agent_files().items()):
+    for inside, host in sorted(agent_files(mesh_client).items()):
         h.update(inside.encode() + b"\0" + host.read_bytes() + b"\0")
     return f"{__version__}-{h.hexdigest()[:12]}"
 
 
-def default_ref() -> str:
-    return f"{REPO}:{image_tag()}"
+def mesh_client_binary() -> Path:
+    """The meshclient the mesh image carries (built through the module proxy once)."""
+    from bench.build.meshbuild import require_mesh
+
+    return require_mesh().path("meshclient")
+
+
+def default_ref(mesh: bool = False) -> str:
+    """The locally built image's reference. With `mesh`, from the cached mesh client only
+    (never builds: a cluster hopbench did not create cannot hold an image of a client
+    never built here), else one line saying what to do."""
+    if not mesh:
+        return f"{REPO}:{image_tag()}"
+    from bench.build.meshbuild import mesh_toolset
+
+    try:
+        tools = mesh_toolset()
+    except HopbenchError:  # no Go: nothing was built here either
+        tools = None
+    if tools is None:
+        raise UserError("--mesh with --kubeconfig: the agent image must carry the mesh "
+                        "client; pass --agent-image REF (an image built with `python -m "
+                        "bench.build.agentimage --mesh` and pushed where the nodes pull)")
+    return f"{REPO}:{image_tag(mesh_client=tools.path('meshclient'))}"
 
 
 def debian_mirror(sources: tuple[Path, ...] = (Path("/etc/apt/sources.list"),
@@ -235,24 +267,33 @@ def rootfs_layer(recipe: Recipe = RECIPE, say: Say = print, force: bool = False
     return out, False
 
 
-def build(say: Say = print, force: bool = False, recipe: Recipe = RECIPE) -> AgentImage:
-    """The agent image archive for the current sources; cached under cache_dir()."""
+def archive_name(tag: str, mesh: bool) -> str:
+    """One cached archive per flavour: `agent_<tag>` and `agent-mesh_<tag>`."""
+    return f"{'agent-mesh' if mesh else 'agent'}_{tag}.oci.tar"
+
+
+def build(say: Say = print, force: bool = False, recipe: Recipe = RECIPE,
+          mesh: bool = False) -> AgentImage:
+    """The agent image archive for the current sources; cached under cache_dir().
+    `mesh`: with the mesh client (built first if the mesh tools are not cached)."""
     started = time.monotonic()
-    ref = f"{REPO}:{image_tag(recipe)}"
-    archive = work_dir() / f"agent_{ref.rsplit(':', 1)[1]}.oci.tar"
+    client = mesh_client_binary() if mesh else None
+    ref = f"{REPO}:{image_tag(recipe, client)}"
+    archive = work_dir() / archive_name(ref.rsplit(":", 1)[1], mesh)
     with _locked():
         layer, cached = rootfs_layer(recipe, say, force)
         if force or not archive.exists():
-            write_archive(ImageSpec(ref=ref, files=agent_files(),
+            write_archive(ImageSpec(ref=ref, files=agent_files(client),
                                     entrypoint=[f"{IN_IMAGE}/entrypoint.sh"], cmd=[],
                                     base_layers=(layer,), env=ENV), archive)
-        _drop_stale(archive, layer)
+        _drop_stale(archive, layer, mesh)
     return AgentImage(ref, archive, round(time.monotonic() - started, 2), cached)
 
 
-def _drop_stale(archive: Path, layer: Path) -> None:
-    """Keep the cache to the current archive and rootfs layer (each is 100+ MiB)."""
-    for old in work_dir().glob("agent_*.oci.tar"):
+def _drop_stale(archive: Path, layer: Path, mesh: bool = False) -> None:
+    """Keep the cache to the current archive of each flavour and the rootfs layer (each is
+    100+ MiB)."""
+    for old in work_dir().glob(archive_name("*", mesh)):
         if old != archive:
             old.unlink(missing_ok=True)
     for old in work_dir().glob("rootfs-*.tar"):
@@ -264,11 +305,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.build.agentimage",
                                  description="Build the hopbench agent image (OCI archive).")
     ap.add_argument("--force", action="store_true", help="rebuild the Debian layer too")
+    ap.add_argument("--mesh", action="store_true",
+                    help="carry the mesh client (meshclient), for --kubeconfig --mesh runs")
     ap.add_argument("--import-into", metavar="CLUSTER",
                     help="import it into every node of this running local cluster")
     args = ap.parse_args(argv)
     try:
-        image = build(force=args.force)
+        image = build(force=args.force, mesh=args.mesh)
         if args.import_into:
             from bench.cluster.local import cluster
             from bench.cluster.local.spec import ClusterSpec

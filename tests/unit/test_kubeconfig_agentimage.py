@@ -127,7 +127,7 @@ def test_agent_files_and_tag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert agentimage.default_ref() == f"{agentimage.REPO}:{tag}"
     fake = tmp_path / "server.py"
     fake.write_text("changed")
-    monkeypatch.setattr(agentimage, "agent_files", lambda: {**files,
+    monkeypatch.setattr(agentimage, "agent_files", lambda mesh_client=None: {**files,
                         "/opt/hopbench/bench/agent/server.py": fake})
     assert agentimage.image_tag() != tag
     other = agentimage.Recipe(packages=("python3",))

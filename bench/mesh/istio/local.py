@@ -6,6 +6,11 @@ agents' gRPC clients dial it there, with no istio-agent and no certificates) and
 and readiness endpoints on the namespace's loopback. Its log level names the debug scopes
 whose lines date the mesh hops (bench.mesh.istio.logparse). A start that fails stops the
 process and removes what it installed, and says where the log is.
+
+Once ready, istiod is discoverable as in a real install: a selector-less Service
+istio-system/istiod (port 15010, grpc-xds) with an EndpointSlice naming the fabric
+address, so the cluster's kube-proxy routes its ClusterIP there and `run --kubeconfig
+--mesh istio` finds it (bench.mesh.istio.existing) on this cluster as on any other.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ MONITORING_PORT = 15014   # /metrics (pilot_*)
 LOG_LEVELS = "default:info,ads:debug,kube:debug"
 READY_TIMEOUT_S = 90.0
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+SERVICE = "istiod"
+XDS_PORT_NAME = "grpc-xds"
 
 Start = Callable[[str, list[str], str, dict[str, str]], int]  # key, argv, netns, env -> pid
 
@@ -81,6 +88,36 @@ def uninstall(api: Kube, crd_file: Path) -> None:
     api.delete(f"/api/v1/namespaces/{NAMESPACE}")
 
 
+def service_objects(spec: ClusterSpec) -> list[tuple[str, dict[str, Any]]]:
+    """(collection path, object): the Service istiod has in a real install, without a
+    selector (istiod is no pod here), and its EndpointSlice with the fabric address."""
+    labels = {"app": "istiod", "istio": "pilot", "app.kubernetes.io/part-of": "hopbench"}
+    port = {"name": XDS_PORT_NAME, "port": XDS_PORT, "protocol": "TCP",
+            "appProtocol": "grpc"}
+    svc = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": SERVICE, "namespace": NAMESPACE, "labels": labels},
+           "spec": {"type": "ClusterIP", "ports": [{**port, "targetPort": XDS_PORT}]}}
+    eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+           "metadata": {"name": f"{SERVICE}-hopbench", "namespace": NAMESPACE,
+                        "labels": {"kubernetes.io/service-name": SERVICE,
+                                   "endpointslice.kubernetes.io/managed-by": "hopbench",
+                                   "app.kubernetes.io/part-of": "hopbench"}},
+           "addressType": "IPv4", "ports": [port],
+           "endpoints": [{"addresses": [spec.cp_ip], "conditions": {"ready": True}}]}
+    return [(f"/api/v1/namespaces/{NAMESPACE}/services", svc),
+            (f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices", eps)]
+
+
+def publish(api: Kube, spec: ClusterSpec) -> None:
+    """Create istiod's Service and EndpointSlice (an existing one is left as it is)."""
+    for path, obj in service_objects(spec):
+        try:
+            api.create(path, obj)
+        except ApiStatusError as exc:
+            if exc.status != 409:
+                raise
+
+
 def ready(spec: ClusterSpec) -> bool:
     try:
         status, _ = nshttp.get(spec.cp_ns, "127.0.0.1", HTTP_PORT, "/ready", timeout=2.0)
@@ -113,4 +150,10 @@ def start(spec: ClusterSpec, api: Kube, start_fn: Start, log_hint: Path | None =
         uninstall(api, crd_file)
         msg = str(exc).splitlines()[0]
         raise ClusterError(f"istiod did not start: {msg}") from None
+    try:
+        publish(api, spec)
+    except BaseException:
+        procs.stop([pid])
+        uninstall(api, crd_file)
+        raise
     return pid

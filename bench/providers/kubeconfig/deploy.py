@@ -29,6 +29,8 @@ AGENT_NAME = "hopbench-agent"
 AGENT_SELECTOR = f"app.kubernetes.io/name={AGENT_NAME}"
 PART_OF = "app.kubernetes.io/part-of=hopbench"
 RUN_NAMESPACE = re.compile(r"^hopbench-[0-9a-f]{6}-[a-z]{3}$")  # the runner's per-mode ns
+#: where the agent image keeps the mesh client (bench.build.agentimage MESH_CLIENT)
+MESH_CLIENT = "/opt/hopbench/bin/meshclient"
 NOT_CREATED_AFTER_S = 10.0  # no agent pod by then: look for the DaemonSet's FailedCreate
 #: where the API server keeps each kind the agent manifests hold
 PATHS = {"Namespace": "/api/v1/namespaces",
@@ -44,6 +46,7 @@ class AgentOptions:
     port: int = AGENT_PORT
     ready_timeout_s: float = 120.0
     max_lifetime_s: float = 6 * 3600
+    mesh_xds: str = ""  # the cluster's xDS server: the agents run the mesh client against it
 
     @property
     def pull_policy(self) -> str:
@@ -71,7 +74,7 @@ def deploy(api: Kube, options: AgentOptions, nodes: list[str], token: str,
             PULL_POLICY=o.pull_policy, PORT=o.port, TOKEN=token,
             PROBE_INTERVAL_MS=probe_interval_ms, METRICS_PORT=metrics_port,
             MAX_LIFETIME_S=int(o.max_lifetime_s)):
-        create(api, doc)
+        create(api, with_mesh(doc, o.mesh_xds))
     say(f"agents: DaemonSet {o.namespace}/{AGENT_NAME} ({o.image}) on {len(nodes)} node(s)")
     pods = wait_agents(api, o, nodes)
     transports = [PodProxyTransport(api, node, o.namespace, pods[node], o.port, token)
@@ -79,6 +82,18 @@ def deploy(api: Kube, options: AgentOptions, nodes: list[str], token: str,
     for t in transports:
         wait_proxy(t, o.port)
     return transports
+
+
+def with_mesh(doc: dict[str, Any], xds: str) -> dict[str, Any]:
+    """The DaemonSet's agent also runs the mesh client against `xds` (NODE_IP: the
+    downward API's status.hostIP, expanded by the kubelet)."""
+    if not xds or doc["kind"] != "DaemonSet":
+        return doc
+    (agent,) = [c for c in doc["spec"]["template"]["spec"]["containers"]
+                if c["name"] == "agent"]
+    agent["args"] = [*agent.get("args", []), "--mesh-client", MESH_CLIENT,
+                     "--mesh-xds", xds, "--node-ip", "$(NODE_IP)"]
+    return doc
 
 
 def create_namespace(api: Kube, options: AgentOptions, footprint: Footprint) -> None:
