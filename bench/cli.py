@@ -149,7 +149,8 @@ def run(
         help="Background endpoint changes per second while the trials run.")] = "0",
     mesh: Annotated[Optional[str], typer.Option(
         help="Measure a mesh's discovery path beside kube-proxy's, on the same trials: "
-             "istio (a local cluster is created with istiod).")] = None,
+             "istio (a local cluster is created with istiod; with --kubeconfig the "
+             "cluster's own istiod is measured, never installed).")] = None,
     component_env: Annotated[Optional[list[str]], typer.Option(
         help="COMPONENT:NAME=VALUE for a created local cluster (e.g. "
              "istiod:PILOT_DEBOUNCE_AFTER=500ms).")] = None,
@@ -180,10 +181,7 @@ def run(
     points = runopts.parse_points(background_services, endpoints_per_service, churn)
     components = parse_component_args(component_arg or [])
     envs = parse_component_env(component_env or [])
-    mesh_name = meshes.check(mesh)
-    if mesh_name and kubeconfig:
-        raise UserError("--mesh with --kubeconfig is not supported yet: the mesh path is "
-                        "measured on the local cluster only (issue 11)")
+    mesh_name = meshes.check(mesh)  # with --kubeconfig: the cluster's own istiod, or refused
     if resume:  # the run's own options, not this command line's defaults
         if out:
             raise UserError("--resume continues the run in its own directory: drop --out")
@@ -292,18 +290,29 @@ def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str
     if kubeconfig:
         from bench.providers.kubeconfig.provider import KubeconfigProvider
 
+        own = None
         if not agent_image:  # a cluster hopbench created gets the image built and loaded
             from bench.cluster import imageload
 
-            if own := imageload.recognise(kubeconfig):
+            own = imageload.recognise(kubeconfig)
+            if own and not mesh:
                 agent_image = imageload.agent_image_for(own, say=say)
         # no --proxy-mode: no mode to check; the provider reads the cluster's own
         from bench.build import agentimage
 
-        return KubeconfigProvider.open(kubeconfig,
-                                       agent_image=agent_image or agentimage.default_ref(),
+        def mesh_image() -> str:  # with the mesh client; once preflight found istiod
+            if own is None:
+                return agentimage.default_ref(mesh=True)
+            image = agentimage.build(say=say, mesh=True)
+            imageload.load_archive(own, image.archive, say)
+            return image.ref
+
+        image: str | Callable[[], str] = agent_image or (
+            mesh_image if mesh else agentimage.default_ref())
+        return KubeconfigProvider.open(kubeconfig, agent_image=image,
                                        max_skew_ms=max_skew_ms, modes=modes,
-                                       probe_interval_ms=probe_interval_ms, say=say)
+                                       probe_interval_ms=probe_interval_ms, say=say,
+                                       mesh=mesh)
     if agent_image or max_skew_ms is not None:
         raise UserError("--agent-image and --max-skew apply to --kubeconfig runs only")
     from bench.cluster.local.cluster import ensure

@@ -1,6 +1,7 @@
 """The checks a kubeconfig run does before it creates anything: the file exists and loads,
 the API server answers, the user may do everything the run will do
-(SelfSubjectAccessReview), and the agent namespace is free. The client itself is
+(SelfSubjectAccessReview), the agent namespace is free, and with `--mesh istio` the
+cluster runs istiod (bench.mesh.istio.existing). The client itself is
 bench.kube's.
 """
 
@@ -46,6 +47,9 @@ REQUIRED = (
     Permission("create", "services"),
     Permission("watch", "endpointslices", "discovery.k8s.io"),
 )
+#: `--mesh istio` also reads the cluster's istiod Service (bench.mesh.istio.existing); the
+#: cluster-wide listing by label is used only where it is allowed
+MESH = (Permission("get", "services", namespace="istio-system"),)
 #: read only if allowed: the kube-proxy ConfigMap kubeadm and kind write
 OPTIONAL_CONFIGMAP = Permission("get", "configmaps", namespace="kube-system")
 
@@ -91,6 +95,18 @@ def require_permissions(api: Kube, perms: tuple[Permission, ...] = REQUIRED) -> 
         more = f" and {len(missing) - SHOW_MISSING} more" if len(missing) > SHOW_MISSING else ""
         raise UserError(f"kubeconfig {api.kubeconfig}: missing RBAC permissions for a "
                         f"hopbench run: {shown}{more}")
+
+
+def find_mesh(api: Kube, mesh: str) -> tuple[str, str]:
+    """(xDS address, where it was found) of the mesh the cluster already runs, or one line:
+    a kubeconfig run never installs a mesh."""
+    from bench.mesh import registry as meshes
+    from bench.mesh.istio import existing
+
+    if meshes.check(mesh) != "istio":
+        raise UserError(f"--mesh {mesh} with --kubeconfig: only istio is found in an "
+                        "existing cluster")
+    return existing.find_istiod(api)
 
 
 def claim_namespace(api: Kube, ns: str, part_of: str) -> set[str]:

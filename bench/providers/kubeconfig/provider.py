@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__
+from bench.errors import UserError
 from bench.kube import Kube
 from bench.providers.kubeconfig import cleanup, clocks, deploy, discovery, facts, preflight
 from bench.providers.kubeconfig.deploy import AgentOptions, Footprint
@@ -48,24 +49,43 @@ class KubeconfigProvider:
         self._signals = SignalGuard()
         self._closed = False
         self._watch: Kube | None = None  # the stamped watches' client (own event loop)
+        self._mesh: dict[str, str] = {}  # name, xds, found (the Service it came from)
 
     @classmethod
-    def open(cls, kubeconfig: str | Path, agent_image: str,
+    def open(cls, kubeconfig: str | Path, agent_image: str | Callable[[], str],
              max_skew_ms: float | None = None, probe_interval_ms: float = DEFAULT_PROBE_MS,
-             modes: tuple[str, ...] = (), say: Say = print, **agent: Any
+             modes: tuple[str, ...] = (), say: Say = print, mesh: str = "", **agent: Any
              ) -> KubeconfigProvider:
         """Check, deploy the agents, learn the mode and clocks; undo everything on failure.
         `modes`: the modes the run will ask for, refused here if the cluster runs another.
         `agent_image`: a reference the nodes can pull or already hold (the CLI defaults it
-        to the locally built image's; the run path never imports the image build)."""
-        api = preflight.connect(kubeconfig)
+        to the locally built image's; the run path never imports the image build), or a
+        function giving it, called once the cluster passed preflight (a mesh image is
+        built only for a cluster that runs the mesh).
+        `mesh`: measure the mesh the cluster runs too (its discovery server is found here,
+        before anything is created; the image must carry the mesh client)."""
         try:
-            preflight.require_permissions(api)
+            api = preflight.connect(kubeconfig)
+        except UserError as exc:
+            raise _for_mesh(exc, mesh) from None
+        xds = where = ""
+        try:
+            try:
+                preflight.require_permissions(
+                    api, preflight.REQUIRED + (preflight.MESH if mesh else ()))
+            except UserError as exc:
+                raise _for_mesh(exc, mesh) from None
+            if mesh:
+                xds, where = preflight.find_mesh(api, mesh)
+            image = agent_image() if callable(agent_image) else agent_image
         except BaseException:
             api.close()
             raise
-        options = AgentOptions(image=agent_image, **agent)
+        options = AgentOptions(image=image, mesh_xds=xds, **agent)
         provider = cls(api, options, max_skew_ms, say)
+        provider._mesh = {"name": mesh, "xds": xds, "found": where} if mesh else {}
+        if mesh:
+            say(f"mesh: {mesh} discovery server {xds} (Service {where})")
         provider._signals.install()
         try:
             provider._prepare(probe_interval_ms, modes)
@@ -118,6 +138,14 @@ class KubeconfigProvider:
     def kube(self) -> Kube:
         return self.api
 
+    def mesh(self) -> dict[str, str] | None:
+        """The cluster's own mesh (`open(mesh=...)`): no client path on this machine (the
+        agent image carries it) and no log (istiod's log is not ours to read, so its
+        control-plane stamps are absent). Optional Provider method."""
+        if not self._mesh:
+            return None
+        return {"name": self._mesh["name"], "xds": self._mesh["xds"], "client": "", "log": ""}
+
     def watch_client(self) -> Kube:
         if self._watch is None:
             self._watch = self.api.for_watches()
@@ -131,7 +159,9 @@ class KubeconfigProvider:
                 "agent_image": self.options.image, "agent_namespace": self.options.namespace,
                 "agent_transport": "API server pod proxy",
                 **clocks.provenance(self._offsets),
-                "max_skew_ms": self.max_skew_ms, "harness_version": __version__}
+                "max_skew_ms": self.max_skew_ms, "harness_version": __version__,
+                **({"mesh": self._mesh["name"], "mesh_xds": self._mesh["xds"],
+                    "mesh_service": self._mesh["found"]} if self._mesh else {})}
 
     def kube_proxy_config(self) -> dict[str, Any]:
         """What run.json keeps per mode: the ConfigMap's config and each node's view."""
@@ -151,3 +181,11 @@ class KubeconfigProvider:
             if self._watch is not None:
                 self._watch.close()
             self.api.close()
+
+
+def _for_mesh(exc: UserError, mesh: str) -> UserError:
+    """A preflight refusal of a mesh run says what the mesh needed the cluster for."""
+    if not mesh:
+        return exc
+    return UserError(f"{exc} (--mesh {mesh} with --kubeconfig finds the cluster's own "
+                     "istiod through its API server)")
