@@ -88,6 +88,28 @@ def mesh(session: nox.Session) -> None:
     _run_and_report(session, f"results/mesh-{stamp}", "100", "--mesh", "istio")
 
 
+#: PILOT_DEBOUNCE_AFTER values of the mesh_debounce sweep, in ms (istio's default: 100)
+DEBOUNCE_MS = ("0", "100", "500")
+
+
+@nox.session(python=PY)
+def mesh_debounce(session: nox.Session) -> None:
+    """istiod's push debounce swept (issue 11): one mesh run per PILOT_DEBOUNCE_AFTER in
+    DEBOUNCE_MS, iptables, 20 trial pairs each, into results/mesh-debounce-<timestamp>/<X>ms/,
+    then debounce.csv and debounce.png (slice -> push and the mesh's end to end over X)."""
+    _install(session)
+    _prepare_host(session)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = f"results/mesh-debounce-{stamp}"
+    runs = [f"{out}/{ms}ms" for ms in DEBOUNCE_MS]
+    for ms, run in zip(DEBOUNCE_MS, runs):
+        session.run("hopbench", "run", "--nodes", "2", "--proxy-mode", "iptables",
+                    "--scenario", "scale-up,delete", "--trials", "20", "--mesh", "istio",
+                    "--component-env", f"istiod:PILOT_DEBOUNCE_AFTER={ms}ms", "--out", run,
+                    *session.posargs)
+    session.run("python", "-m", "analysis.debounce", *runs, "--out", out)
+
+
 @nox.session(python=PY)
 def scale(session: nox.Session) -> None:
     """The scale job: 0 / 1,000 / 5,000 / 10,000 background Services (2 endpoints each) x
