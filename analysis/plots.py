@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from analysis.frame import has_mesh
 from analysis.load import RunData
 from analysis.plotkit import plot_frame, save
-from analysis.plots_chain import nodes_figure, sli_figure, waterfall_figure
+from analysis.plots_chain import mesh_sli_figure, nodes_figure, sli_figure, waterfall_figure
 from analysis.plots_dist import (
     blackhole_figure,
     box_figure,
@@ -26,7 +26,7 @@ from analysis.plots_dist import (
     paths_figure,
     ratio_figure,
 )
-from analysis.sli import SliHistogram, parse_sli
+from analysis.sli import SliHistogram, parse_mesh_sli, parse_sli
 from analysis.stats import Settings, Tables, compare_paths, summary_tables
 
 __all__ = [
@@ -93,10 +93,21 @@ def _paths(data: RunData, tables: Tables) -> Figure:
 
 
 #: drawn only for runs with the mesh path (a run without --mesh keeps exactly FIGURES)
+def _mesh_sli(data: RunData, _: Tables) -> Figure:
+    hists: list[SliHistogram] = []
+    for run_id, meta in data.meta.items():
+        hists += parse_mesh_sli(meta, run_id)[0]
+    return mesh_sli_figure(data.hops, hists)
+
+
 MESH_FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("mesh_vs_kube_proxy", "The mesh's end to end against kube-proxy's on the same "
                "trials, per node: each pair, and the ECDF of their ratio with its median and "
                "bootstrap interval.", _paths),
+    FigureSpec("mesh_sli", "istiod's own pilot_proxy_convergence_time (push start after the "
+               "debounce → sent, every push of the mode) beside the direct push → EDS sent of "
+               "the trials: a cross-check; it starts after the debounce, so it never shows "
+               "the ~100 ms istiod waits first.", _mesh_sli),
 )
 
 

@@ -35,7 +35,14 @@ from analysis.frame import (
 )
 from analysis.plotkit import Series, figure, fmt_ms, margins, no_data, plot_frame, split
 from analysis.quantiles import quantiles, sample
-from analysis.sli import KUBE_PROXY_BUCKETS_S, SliHistogram, direct_programming, pooled
+from analysis.sli import (
+    KUBE_PROXY_BUCKETS_S,
+    MESH_BUCKETS_S,
+    SliHistogram,
+    direct_programming,
+    direct_push,
+    pooled,
+)
 from bench.results.schema import HOPS, Ev
 
 #: the add chain as drawn in the waterfall, in order
@@ -489,8 +496,34 @@ def _chain(value: Mapping[tuple[str, str], float], node: str) -> list[tuple[str,
     return out
 
 
-def _sli_panel(ax: Axes, mode: str, hist: SliHistogram | None, direct: pd.DataFrame) -> None:
-    upper = np.asarray(hist.upper_s if hist else (*KUBE_PROXY_BUCKETS_S, np.inf))
+def mesh_sli_figure(hops: pd.DataFrame, hists: Sequence[SliHistogram]) -> Figure:
+    """Per mode: istiod's convergence histogram beside the direct push → EDS sent."""
+    direct = direct_push(hops)
+    modes = sort_modes([*direct["proxy_mode"].unique(), *(h.proxy_mode for h in hists)])
+    fig = figure(14, 1.4 + 3.2 * max(1, len(modes)))
+    fig.suptitle("istiod's pilot_proxy_convergence_time vs direct measurement of the same "
+                 "interval (push start after the debounce → EDS sent, per node)", fontsize=13)
+    fig.text(0.01, 0.002, "convergence time: every push istiod made in the mode (all its "
+             "clients, every type), buckets ≥ 100 ms wide — a cross-check only.",
+             fontsize=8, color="#555555", ha="left", va="bottom")
+    if not modes:
+        no_data(fig.subplots(), "no mesh convergence data and no mesh hops to compare")
+        return fig
+    margins(fig, bottom=0.9, hspace=1.0, rows=len(modes))
+    for ax, mode in zip(fig.subplots(len(modes), 1, squeeze=False).ravel(), modes):
+        _sli_panel(ax, mode, pooled(hists, mode), direct.loc[direct["proxy_mode"] == mode],
+                   direct_label="direct, push → EDS sent", sli_label="istiod convergence time",
+                   bounds=MESH_BUCKETS_S, scope=", every push",
+                   missing="istiod convergence time")
+    return fig
+
+
+def _sli_panel(ax: Axes, mode: str, hist: SliHistogram | None, direct: pd.DataFrame,
+               direct_label: str = "direct, Ready → sync done",
+               sli_label: str = "kube-proxy SLI",
+               bounds: tuple[float, ...] = KUBE_PROXY_BUCKETS_S,
+               scope: str = ", all nodes", missing: str = "SLI data") -> None:
+    upper = np.asarray(hist.upper_s if hist else (*bounds, np.inf))
     secs = direct["latency_ms"].to_numpy(float) / 1000.0
     cens = int(direct["censored"].sum())
     measured = np.bincount(np.searchsorted(upper, secs[np.isfinite(secs)], side="left"),
@@ -502,13 +535,13 @@ def _sli_panel(ax: Axes, mode: str, hist: SliHistogram | None, direct: pd.DataFr
     x = np.arange(upper.size)[shown]
     n_direct = max(len(direct), 1)
     ax.bar(x + 0.2, measured[shown] / n_direct, width=0.4, color="#444444",
-           label=f"direct, Ready → sync done (n={len(direct)} node × trials"
+           label=f"{direct_label} (n={len(direct)} node × trials"
                  + (f", {cens} censored, not binned)" if cens else ")"))
     if hist is not None and hist.total:
         ax.bar(x - 0.2, sli[shown] / hist.total, width=0.4, color="#e6550d", alpha=0.85,
-               label=f"kube-proxy SLI (n={hist.total} observations, all nodes)")
+               label=f"{sli_label} (n={hist.total} observations{scope})")
     else:
-        ax.text(0.5, 0.6, f"no SLI data for {mode} in run.json", transform=ax.transAxes,
+        ax.text(0.5, 0.6, f"no {missing} for {mode} in run.json", transform=ax.transAxes,
                 ha="center", fontsize=13, color="#a00000",
                 bbox={"facecolor": "white", "edgecolor": "#a00000"})
     ax.set_xticks(x, [_bucket_label(upper, i) for i in x], fontsize=8)

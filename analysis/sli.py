@@ -36,6 +36,9 @@ KUBE_PROXY_BUCKETS_S: tuple[float, ...] = (
     *map(float, range(120, 301, 30)),
 )
 
+#: istiod's pilot_proxy_convergence_time bounds (pilot/pkg/xds/monitoring.go)
+MESH_BUCKETS_S: tuple[float, ...] = (0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0)
+
 
 @dataclass(frozen=True)
 class SliHistogram:
@@ -66,6 +69,27 @@ def parse_sli(meta: Mapping[str, Any], run_id: str) -> tuple[list[SliHistogram],
         if hist is not None:
             found.append(hist)
     return found, problems
+
+
+def parse_mesh_sli(meta: Mapping[str, Any], run_id: str
+                   ) -> tuple[list[SliHistogram], list[str]]:
+    """istiod's pilot_proxy_convergence_time over each mode (run.json
+    `modes[mode]["mesh_sli"]`, node "istiod"), read like kube-proxy's. It covers a push
+    from its start after the debounce to its send: the direct hop is `push_to_sent`."""
+    modes = meta.get("modes") or {}
+    raw = {str(m): b["mesh_sli"] for m, b in modes.items()
+           if isinstance(b, Mapping) and b.get("mesh_sli")}
+    return parse_sli({"sli": raw, "proxy_modes": list(raw)}, run_id) if raw else ([], [])
+
+
+def direct_push(hops: pd.DataFrame) -> pd.DataFrame:
+    """M2 → M3[n] (istiod's push start → EDS sent), every direction, per node.
+
+    Columns as direct_programming's."""
+    scoped = with_scope(hops)
+    rows = scoped.loc[(scoped["hop"] == "push_to_sent") & (scoped["scope"] == SCOPE_NODE)]
+    return rows[["run_id", "trial", "scenario", "proxy_mode", "node", "latency_ms",
+                 "censored"]].reset_index(drop=True)
 
 
 def pooled(hists: Sequence[SliHistogram], proxy_mode: str) -> SliHistogram | None:

@@ -220,9 +220,11 @@ class LocalProvider:
         from /proc of the pids `cluster up` recorded; a component not running is absent."""
         pids = live.read_state(self.spec).get("pids", {})
         out = {}
-        for name in ("etcd", "kube-apiserver", "istiod"):
+        binaries = {"etcd": "etcd", "kube-apiserver": "kube-apiserver",
+                    "istiod": "pilot-discovery"}  # component -> what its command line runs
+        for name, binary in binaries.items():
             pid = int(pids.get(name, 0))
-            mine = pid and procs.alive(pid) and name in procs.cmdline(pid)  # not a reused pid
+            mine = pid and procs.alive(pid) and binary in procs.cmdline(pid)  # not reused
             rss = procs.rss_bytes(pid) if mine else None
             if rss:
                 out[name] = rss

@@ -8,6 +8,7 @@ it, exactly as a user's first mesh run does.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -34,8 +35,26 @@ def _mesh_run(out: Path, name: str, *extra: str) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    return _mesh_run(tmp_path_factory.mktemp("mesh") / "run", "hbmesh")
+def default_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("mesh") / "run"
+    _mesh_run(out, "hbmesh")
+    return out
+
+
+@pytest.fixture(scope="module")
+def default_run(default_dir: Path) -> pd.DataFrame:
+    return pd.read_parquet(default_dir / "hops.parquet")
+
+
+def test_the_mode_block_keeps_the_mesh_instruments(default_dir: Path) -> None:
+    """istiod's convergence histogram over the mode, its RSS, the clients' CPU."""
+    block = json.loads((default_dir / "run.json").read_text())["modes"]["iptables"]
+    assert block["mesh"] == "istio"
+    sli = block["mesh_sli"]["istiod"]
+    assert sum(sli["counts"]) >= int(TRIALS)  # at least a push per trial, this mode's only
+    assert block["istiod_rss_bytes"] > 50 * 2**20
+    cpu = block["mesh_client_cpu_fraction"]
+    assert set(cpu) == {"n1", "n2"} and all(0 < v < 1 for v in cpu.values())
 
 
 def test_every_node_has_every_mesh_hop_or_a_reason(default_run: pd.DataFrame) -> None:
