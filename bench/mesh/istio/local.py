@@ -25,12 +25,13 @@ from bench.cluster.local import nshttp, procs
 from bench.cluster.local.spec import ClusterSpec
 from bench.errors import ClusterError
 from bench.kube import ApiStatusError, Kube
+from bench.mesh import registry as meshes
 from bench.poll import WaitTimeout, wait_until
 
 NAMESPACE = "istio-system"
-XDS_PORT = 15010
+XDS_PORT = meshes.get("istio").xds_port
 HTTP_PORT = 8080          # /ready and /debug/*, on the control-plane namespace's loopback
-MONITORING_PORT = 15014   # /metrics (pilot_*)
+MONITORING_PORT = meshes.get("istio").monitoring_port   # /metrics (pilot_*)
 #: ads:debug names each EDS push per client; kube:debug each EndpointSlice event it handles
 LOG_LEVELS = "default:info,ads:debug,kube:debug"
 READY_TIMEOUT_S = 90.0
