@@ -21,6 +21,7 @@ from bench.results.schema import (
     EVENT_DTYPES,
     HOP_DTYPES,
     HOPS,
+    NEEDS_MARKER,
     PATH_MARKER,
     Ev,
     Hop,
@@ -127,7 +128,8 @@ def assemble(events: pd.DataFrame) -> pd.DataFrame:
       detail of a `censor` event of that node, else of the trial (CLUSTER), when there is one.
       A censor event never censors a hop whose two events are present.
     - Hops of another path than kube-proxy's (`Hop.path`) only for trials with the path's
-      `PATH_MARKER` event at node CLUSTER.
+      `PATH_MARKER` event at node CLUSTER; hops from or to an event of `NEEDS_MARKER` only
+      for trials with that marker too.
     - Negative intervals are kept, flagged "negative", never clamped.
     - resolution_ms = both endpoints' resolution, plus both clock-offset uncertainties when
       the endpoints come from different clocks (on one clock the offset cancels out).
@@ -214,8 +216,9 @@ def _trial_rows(trial: _Trial, nodes: tuple[str, ...]) -> Iterator[dict[str, Any
     for hop in HOPS:
         if hop.direction != trial.key[2]:
             continue
-        marker = PATH_MARKER.get(hop.path)
-        if marker is not None and (CLUSTER, marker) not in trial.points:
+        markers = {PATH_MARKER.get(hop.path), NEEDS_MARKER.get(hop.start),
+                   NEEDS_MARKER.get(hop.end)} - {None}
+        if any((CLUSTER, m) not in trial.points for m in markers):
             continue
         if not hop.per_node:
             yield _row(trial, hop, CLUSTER)

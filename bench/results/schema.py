@@ -50,6 +50,7 @@ class Ev:
     CHURN = "churn"                    # background endpoint changes during the trial (value)
     # the mesh path (M1..M7, docs/design.md §2): same trials, same T1/T2 and R1/R2
     MESH_PATH = "mesh_path"            # the trial was measured on a mesh too (detail: name)
+    MESH_CONTROL = "mesh_control_plane"  # ...and its control plane's log was read (M1-M3)
     MESH_SLICE_SEEN = "mesh_slice_seen"  # M1 the mesh's control plane handled the slice
     MESH_PUSH = "mesh_push"            # M2 its push debounce ended for the Service
     EDS_SENT = "eds_sent"              # M3[n] it sent node n's client the endpoints
@@ -160,6 +161,10 @@ MESH_END_TO_END = {"add": "ready_to_mesh_traffic", "remove": "unready_to_lb_gone
 #: a hop of a path other than kube-proxy's is derived only for the trials carrying its
 #: marker event (a run without a mesh has no mesh rows, not censored ones)
 PATH_MARKER = {"mesh": Ev.MESH_PATH}
+#: events only some runs can record: a hop from or to one is derived only for the trials
+#: carrying the marker (a kubeconfig run does not read the cluster's istiod log: its mesh
+#: hops are the client's, without control-plane rows rather than with censored ones)
+NEEDS_MARKER = {e: Ev.MESH_CONTROL for e in (Ev.MESH_SLICE_SEEN, Ev.MESH_PUSH, Ev.EDS_SENT)}
 #: directions whose trial brings the pod's IP into the node's rules (rule_present,
 #: first_success); the others take it out (rule_absent, last_success)
 ADDING = frozenset({"add", "restart"})

@@ -12,9 +12,11 @@ mode began. For a trial, against the harness's slice stamp T2 (R2 for a removal)
   trial's. The other candidates are kept in the row's detail;
 - M2 is the first debounce end at or after M1;
 - M3[n] is the first EDS push to node n's client of the Service at or after M2.
-Every trial also carries the MESH_PATH marker: the timeline derives mesh hops (censored
-where a stamp is missing) only for trials that have it. Local istiod shares the harness's
-kernel clock; its stamps are microseconds.
+Every trial also carries the MESH_PATH marker, and MESH_CONTROL when the log is read: the
+timeline derives mesh hops (censored where a stamp is missing) only for trials with the
+first, and the control-plane ones (to or from M1-M3) only with the second too. A cluster's
+own istiod (`run --kubeconfig --mesh istio`) gives the first only. Local istiod shares
+the harness's kernel clock; its stamps are microseconds.
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ SOURCE = "istiod-log"
 class IstiodLog:
     """Follows istiod's log file; keeps the stamps of one namespace's Services."""
 
-    def __init__(self, path: Path, namespace: str, nodes: list[str], mesh: str) -> None:
+    def __init__(self, path: Path | None, namespace: str, nodes: list[str], mesh: str
+                 ) -> None:
         self.path, self.namespace, self.nodes, self.mesh = path, namespace, nodes, mesh
-        self.offset = path.stat().st_size if path.exists() else 0
+        self.offset = path.stat().st_size if path is not None and path.exists() else 0
         self.slices: dict[str, list[int]] = {}  # "<ns>/<svc>" -> sorted stamps
         self.pushes: list[int] = []
         self.sends: dict[str, list[int]] = {}   # proxy id -> sorted stamps
@@ -50,7 +53,7 @@ class IstiodLog:
         pass
 
     def read_new(self) -> None:
-        if not self.path.exists():
+        if self.path is None or not self.path.exists():
             return
         size = self.path.stat().st_size
         if size < self.offset:  # a new istiod wrote a new log
@@ -84,6 +87,10 @@ class IstiodLog:
                    and r["trial"] == ref.trial), None)
         t_mark = t2["t_ns"] if t2 else min((r["t_ns"] for r in batch), default=0)
         out = [row(ref, Ev.MESH_PATH, t_mark, source=SOURCE, detail={"mesh": self.mesh})]
+        if self.path is None:  # the cluster's own istiod: its log is not read, no M1-M3
+            return out
+        out.append(row(ref, Ev.MESH_CONTROL, t_mark, source=SOURCE,
+                       detail={"log": str(self.path)}))
         if t2 is None:
             return out
         pod, ip = t2["pod"], t2["pod_ip"]
@@ -119,10 +126,13 @@ def _first_at(stamps: list[int], t: int) -> int | None:
 
 
 def _open(ctx: SourceContext) -> IstiodLog | None:
+    """With the local cluster's istiod: its log. With a cluster's own istiod (kubeconfig):
+    no log, the markers only, so the client-side mesh hops are derived."""
     mesh = getattr(ctx.provider, "mesh", lambda: None)()
-    if not mesh or mesh.get("name") != "istio" or not mesh.get("log"):
+    if not mesh or mesh.get("name") != "istio":
         return None
-    return IstiodLog(Path(mesh["log"]), ctx.namespace, ctx.provider.nodes(), mesh["name"])
+    log = Path(mesh["log"]) if mesh.get("log") else None
+    return IstiodLog(log, ctx.namespace, ctx.provider.nodes(), mesh["name"])
 
 
 register("istiod", _open)

@@ -58,9 +58,45 @@ def test_the_slice_event_nearest_the_harnesss_is_the_trials(tmp_path: Path) -> N
     assert by[(Ev.MESH_PUSH, "")]["t_ns"] == T + 907_195_000
     assert by[(Ev.EDS_SENT, "n1")]["t_ns"] == T + 909_012_000
     assert by[(Ev.EDS_SENT, "n2")]["t_ns"] == T + 911_012_000
-    assert all(r["resolution_ns"] == 1_000 for r in rows if r["event"] != Ev.MESH_PATH)
+    assert all(r["resolution_ns"] == 1_000 for r in rows
+               if r["event"] not in (Ev.MESH_PATH, Ev.MESH_CONTROL))
 
 
-def test_no_slice_event_near_the_trial_leaves_only_the_marker(tmp_path: Path) -> None:
+def test_no_slice_event_near_the_trial_leaves_only_the_markers(tmp_path: Path) -> None:
     rows = _trial(tmp_path, T + 5_000_000_000)
-    assert [r["event"] for r in rows] == [Ev.MESH_PATH]
+    assert [r["event"] for r in rows] == [Ev.MESH_PATH, Ev.MESH_CONTROL]
+
+
+def test_a_clusters_own_istiod_gives_the_path_marker_only() -> None:
+    """run --kubeconfig --mesh istio: istiod's log is not read; the client's hops are
+    derived (MESH_PATH), the control plane's are not (no MESH_CONTROL)."""
+    src = IstiodLog(None, "hbmesh", ["n1"], "istio")
+    ref = TrialRef("r", 3, "grpc1", "scale-up", "iptables", "add")
+    t2 = row(ref, Ev.SLICE_READY, T, source="api-watch", pod="p", pod_ip="10.244.0.7")
+    assert [r["event"] for r in src.events_for(ref, [t2])] == [Ev.MESH_PATH]
+
+
+def test_control_plane_hops_need_their_marker() -> None:
+    """The same client-side events with and without MESH_CONTROL: with it, the control
+    plane's hops are there (censored: no M1-M3 given); without it, absent, not censored;
+    the client's hops are there either way."""
+    from bench.timeline import assemble, events_frame
+
+    def trial(marker: bool) -> set[tuple[str, bool]]:
+        ref = TrialRef("r", 1, "grpc1", "scale-up", "iptables", "add")
+        rows = [row(ref, Ev.POD_READY, T, source="api-watch"),
+                row(ref, Ev.SLICE_READY, T + 10**7, source="api-watch"),
+                row(ref, Ev.MESH_PATH, T + 10**7, source="istiod-log"),
+                row(ref, Ev.EDS_RECEIVED, T + 12 * 10**7, source="m", node="n1"),
+                row(ref, Ev.MESH_FIRST, T + 13 * 10**7, source="m", node="n1")]
+        if marker:
+            rows.append(row(ref, Ev.MESH_CONTROL, T + 10**7, source="istiod-log"))
+        hops = assemble(events_frame(rows))
+        hops = hops[hops["node"] == "n1"]
+        return set(zip(hops["hop"], hops["censored"], strict=True))
+
+    without, with_ = trial(False), trial(True)
+    assert ("ready_to_mesh_traffic", False) in without
+    assert ("eds_to_mesh_traffic", False) in without
+    assert not {h for h, _ in without} & {"slice_to_push", "push_to_eds", "push_to_sent"}
+    assert {("slice_to_push", True), ("push_to_eds", True)} <= with_
