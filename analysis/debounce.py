@@ -130,7 +130,8 @@ def debounce_figure(table: pd.DataFrame) -> Figure:
                             + (f" ({scenario}, {mode})" if several else ""),
                   _HOP_COLORS[list(SWEEP_HOPS[direction]).index(hop) % len(_HOP_COLORS)]
                   if hop in SWEEP_HOPS[direction] else _HOP_COLORS[-1],
-                  LINESTYLES[i // max(1, len(SWEEP_HOPS[direction])) % len(LINESTYLES)])
+                  LINESTYLES[i // max(1, len(SWEEP_HOPS[direction])) % len(LINESTYLES)],
+                  above=i % 2 == 1)
         ticks = sorted(set(part["debounce_ms"]))
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.set_xlabel("PILOT_DEBOUNCE_AFTER (ms)")
@@ -145,7 +146,10 @@ def debounce_figure(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def _line(ax: Any, rows: pd.DataFrame, text: str, color: str, style: str) -> None:
+def _line(ax: Any, rows: pd.DataFrame, text: str, color: str, style: str,
+          above: bool) -> None:
+    """One hop over the debounce; values written above-left (`above`) or below-right, so
+    two lines that nearly meet keep their numbers apart."""
     x = rows["debounce_ms"].to_numpy(float)
     y = rows["median_ms"].to_numpy(float)
     lo, hi = rows["median_lo_ms"].to_numpy(float), rows["median_hi_ms"].to_numpy(float)
@@ -155,7 +159,8 @@ def _line(ax: Any, rows: pd.DataFrame, text: str, color: str, style: str) -> Non
     ax.errorbar(x[ok], y[ok], yerr=err[:, ok], color=color, linestyle=style, marker="o",
                 capsize=4, label=f"{text} (n ≥ {n})")
     for xi, yi in zip(x[ok], y[ok]):
-        ax.annotate(fmt_ms(yi), (xi, yi), textcoords="offset points", xytext=(6, 4),
+        ax.annotate(fmt_ms(yi), (xi, yi), textcoords="offset points",
+                    xytext=(-6, 6) if above else (6, -10), ha="right" if above else "left",
                     fontsize=7, color=color)
     for xi in x[~ok]:  # a censored median: beyond the bound, not plotted as a number
         ax.annotate("censored", (xi, 0), textcoords="offset points", xytext=(0, 6),
