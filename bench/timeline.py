@@ -38,11 +38,17 @@ ANCHOR = {Ev.PROXY_SYNC: {"add": Ev.SLICE_READY, "remove": Ev.SLICE_UNREADY,
                           "restart": Ev.PROXY_STARTED}}
 #: (the mesh's control-plane stamps need no anchor here: bench.sources.istiod records only
 #: the trial's own, and istiod may see the slice a little before the harness's watch does)
-#: ...and among those, the one nearest this node event when there is one: the sync that
+#: ...and among those (among all, without an anchor), the one nearest this node event
+#: when there is one: the sync that
 #: wrote the rule ends a few ms after the rule is live, while a sync that merely ended
 #: after the harness saw the slice (it started earlier, or kube-proxy saw the slice later)
 #: did not include the change and lies a whole sync period away from the rule.
-NEAREST = {Ev.PROXY_SYNC: {"add": Ev.RULE_PRESENT, "remove": Ev.RULE_ABSENT}}
+NEAREST = {Ev.PROXY_SYNC: {"add": Ev.RULE_PRESENT, "remove": Ev.RULE_ABSENT},
+           # istiod's sends to the node's client around the trial: the one the client
+           # received (a push that began before the harness saw the slice may carry it)
+           Ev.EDS_SENT: {"add": Ev.EDS_RECEIVED, "remove": Ev.EDS_RECEIVED}}
+#: with no NEAREST event on the node: the first one at or after this event, if any
+PREFER_AFTER = {Ev.EDS_SENT: Ev.MESH_PUSH}
 #: per-node hops of these directions only on the nodes where this event happened: a
 #: restart trial restarts kube-proxy on one node, the others are not part of it
 ONLY_ON = {"restart": Ev.PROXY_KILLED}
@@ -249,9 +255,15 @@ def _pick(trial: _Trial, event: str, node: str) -> _Point | str:
         after = anchors[0].t_ns if anchors else None
         points = [p for p in points if after is not None and p.t_ns >= after]
         missing = f"missing {event} at or after {anchor}" if anchors else f"missing {anchor}"
-        near = trial.points.get((node, NEAREST.get(event, {}).get(trial.key[2], "")), [])
-        if points and near:
-            return min(points, key=lambda p: abs(p.t_ns - near[0].t_ns))
+    near = trial.points.get((node, NEAREST.get(event, {}).get(trial.key[2], "")), [])
+    if points and near:
+        return min(points, key=lambda p: abs(p.t_ns - near[0].t_ns))
+    prefer = PREFER_AFTER.get(event)
+    if points and prefer is not None:
+        marks = trial.points.get((CLUSTER if prefer in CLUSTER_EVENTS else node, prefer), [])
+        later = [p for p in points if marks and p.t_ns >= marks[0].t_ns]
+        if later:
+            return later[0]
     if points:
         return points[-1] if event in LATEST else points[0]
     return trial.censor.get(where) or trial.censor.get(CLUSTER) or missing

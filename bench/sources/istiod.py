@@ -11,7 +11,13 @@ mode began. For a trial, against the harness's slice stamp T2 (R2 for a removal)
   later when both readiness probes pass at once), and the first of the two is not the
   trial's. The other candidates are kept in the row's detail;
 - M2 is the first debounce end at or after M1;
-- M3[n] is the first EDS push to node n's client of the Service at or after M2.
+- M3[n]: every EDS push to node n's client of the Service from SLACK before M1 (or T2) to
+  SEND_WINDOW after M2 (or T2); the timeline takes the one nearest the client's receipt
+  (M4), else the first at or after M2. Mostly that is the first after M2, but a push that
+  began just before istiod logged the slice event can carry the change (one trial in
+  400 of the first 100-cycle run: the first after M2 came 96 ms after the client had it).
+  It is logged after the stream's Send returned: up to ~2 ms after the client's receipt,
+  its stated resolution.
 Every trial also carries the MESH_PATH marker, and MESH_CONTROL when the log is read: the
 timeline derives mesh hops (censored where a stamp is missing) only for trials with the
 first, and the control-plane ones (to or from M1-M3) only with the second too. A cluster's
@@ -31,6 +37,10 @@ from bench.sources.base import TrialRef, row
 from bench.sources.registry import SourceContext, register
 
 SLACK_NS = 200_000_000
+SEND_WINDOW_NS = 1_000_000_000  # sends kept after the push (and T2), for the timeline
+#: an EDS send is logged after the stream's Send returned: the client had it up to 1.6 ms
+#: before the log line in 800 sends (the 100-cycle run of 2026-12-06)
+SEND_RESOLUTION_NS = 2_000_000
 LOG_RESOLUTION_NS = 1_000
 SOURCE = "istiod-log"
 
@@ -97,7 +107,8 @@ class IstiodLog:
 
         def stamp(event: str, t: int, node: str = "", **detail: Any) -> EventRow:
             kw: dict[str, Any] = {"node": node} if node else {}
-            return row(ref, event, t, source=SOURCE, resolution_ns=LOG_RESOLUTION_NS,
+            res = SEND_RESOLUTION_NS if event == Ev.EDS_SENT else LOG_RESOLUTION_NS
+            return row(ref, event, t, source=SOURCE, resolution_ns=res,
                        pod=pod, pod_ip=ip, detail=detail or None, **kw)
 
         t = t2["t_ns"]
@@ -112,11 +123,13 @@ class IstiodLog:
         if m2 is None:
             return out
         out.append(stamp(Ev.MESH_PUSH, m2))
-        for node in self.nodes:
-            pid = logparse.proxy_id(node, ref.service, self.namespace)
-            m3 = _first_at(self.sends.get(pid, []), m2)
-            if m3 is not None:
-                out.append(stamp(Ev.EDS_SENT, m3, node, proxy=pid))
+        for node in self.nodes:  # every send around the trial: the timeline takes the one
+            pid = logparse.proxy_id(node, ref.service, self.namespace)  # the client got
+            lo, hi = min(m1, t) - SLACK_NS, max(m2, t) + SEND_WINDOW_NS
+            for m3 in self.sends.get(pid, []):
+                if lo <= m3 <= hi:
+                    out.append(stamp(Ev.EDS_SENT, m3, node, proxy=pid,
+                                     after_push=m3 >= m2))
         return out
 
 

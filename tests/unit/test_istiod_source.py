@@ -58,8 +58,8 @@ def test_the_slice_event_nearest_the_harnesss_is_the_trials(tmp_path: Path) -> N
     assert by[(Ev.MESH_PUSH, "")]["t_ns"] == T + 907_195_000
     assert by[(Ev.EDS_SENT, "n1")]["t_ns"] == T + 909_012_000
     assert by[(Ev.EDS_SENT, "n2")]["t_ns"] == T + 911_012_000
-    assert all(r["resolution_ns"] == 1_000 for r in rows
-               if r["event"] not in (Ev.MESH_PATH, Ev.MESH_CONTROL))
+    assert all(r["resolution_ns"] == (2_000_000 if r["event"] == Ev.EDS_SENT else 1_000)
+               for r in rows if r["event"] not in (Ev.MESH_PATH, Ev.MESH_CONTROL))
 
 
 def test_no_slice_event_near_the_trial_leaves_only_the_markers(tmp_path: Path) -> None:
@@ -100,3 +100,28 @@ def test_control_plane_hops_need_their_marker() -> None:
     assert ("eds_to_mesh_traffic", False) in without
     assert not {h for h, _ in without} & {"slice_to_push", "push_to_eds", "push_to_sent"}
     assert {("slice_to_push", True), ("push_to_eds", True)} <= with_
+
+
+def test_the_send_the_client_received_is_the_trials() -> None:
+    """Two sends around the trial: the first push after M2 came 96 ms after the client had
+    the endpoints (an earlier push carried them); M3 is the send nearest the receipt, and
+    without a receipt the first at or after M2."""
+    from bench.timeline import assemble, events_frame
+
+    def push_to_sent(receipt: bool) -> float:
+        ref = TrialRef("r", 1, "grpc1", "scale-up", "iptables", "add")
+        ms = 10**6
+        rows = [row(ref, Ev.SLICE_READY, T, source="api-watch"),
+                row(ref, Ev.MESH_PATH, T, source="istiod-log"),
+                row(ref, Ev.MESH_CONTROL, T, source="istiod-log"),
+                row(ref, Ev.MESH_SLICE_SEEN, T + 1 * ms, source="istiod-log"),
+                row(ref, Ev.MESH_PUSH, T + 101 * ms, source="istiod-log"),
+                row(ref, Ev.EDS_SENT, T + 60 * ms, source="istiod-log", node="n1"),
+                row(ref, Ev.EDS_SENT, T + 102 * ms, source="istiod-log", node="n1")]
+        if receipt:
+            rows.append(row(ref, Ev.EDS_RECEIVED, T + 62 * ms, source="m", node="n1"))
+        h = assemble(events_frame(rows))
+        return float(h[(h.hop == "slice_to_push") & (h.node == "n1")].latency_ms.iloc[0])
+
+    assert push_to_sent(receipt=True) == 60.0
+    assert push_to_sent(receipt=False) == 102.0
