@@ -320,7 +320,7 @@ def _provider(cluster: str | None, kubeconfig: str | None, nodes: int, mode: str
 
     spec, created = ensure(cluster or "hopbench", nodes, mode, component_args, say=say,
                            mesh=mesh, component_env=component_env)
-    return LocalProvider(spec, owned=created)
+    return LocalProvider(spec, owned=created, measure_mesh=bool(mesh))
 
 
 @app.command()

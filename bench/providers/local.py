@@ -56,8 +56,11 @@ class LocalProvider:
     name = "local"
 
     def __init__(self, spec: ClusterSpec, tools: Toolset | None = None,
-                 owned: bool = False) -> None:
+                 owned: bool = False, measure_mesh: bool = False) -> None:
         self.spec = spec
+        #: `run --mesh`: measure the mesh the cluster runs; without it, a cluster brought up
+        #: with a mesh is measured as any other (kube-proxy's path only, istiod idle)
+        self.measure_mesh = measure_mesh
         self.tools = tools or find_toolset()
         self.kubeconfig = spec.kubeconfig
         self.owned = owned  # we created it, so close() removes it
@@ -106,7 +109,10 @@ class LocalProvider:
 
     def mesh(self) -> dict[str, str] | None:
         """The mesh `cluster up --mesh` started: name, xds address, client binary, log
-        (state.json `mesh`); None without one. Optional Provider method."""
+        (state.json `mesh`), when the run measures it; None otherwise. Optional Provider
+        method."""
+        if not self.measure_mesh:
+            return None
         mesh = live.read_state(self.spec).get("mesh")
         return dict(mesh) if self.spec.mesh and mesh else None
 
