@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.results.schema import Ev, EventRow
+from bench.sources import logtail
 from bench.sources.base import TrialRef, row
 from bench.sources.registry import SourceContext, register
 
@@ -106,17 +107,8 @@ class AuditTail:
         pass
 
     def read_new(self) -> None:
-        if not self.path.exists():
-            return
-        size = self.path.stat().st_size
-        if size < self.offset:  # rotated
-            self.offset = 0
-        with self.path.open("rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        for line in data[:end].splitlines():
+        lines, self.offset = logtail.new_lines(self.path, self.offset)
+        for line in lines:
             self.add(line)
 
     def add(self, line: bytes | str) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 from bench.mesh.istio import logparse
 from bench.results.schema import ADDING, Ev, EventRow
+from bench.sources import logtail
 from bench.sources.base import TrialRef, row
 from bench.sources.registry import SourceContext, register
 
@@ -63,18 +64,9 @@ class IstiodLog:
         pass
 
     def read_new(self) -> None:
-        if self.path is None or not self.path.exists():
-            return
-        size = self.path.stat().st_size
-        if size < self.offset:  # a new istiod wrote a new log
-            self.offset = 0
-        with self.path.open("rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        for line in data[:end].decode(errors="replace").splitlines():
-            self.add(line)
+        lines, self.offset = logtail.new_lines(self.path, self.offset)
+        for line in lines:
+            self.add(line.decode(errors="replace"))
 
     def add(self, line: str) -> None:
         s = logparse.parse_line(line)
